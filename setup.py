@@ -1,0 +1,34 @@
+"""wm_tf: world-model reinforcement learning in TensorFlow 2 / Keras 3 / TFP."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name='wm_tf',
+    version='0.1.0',
+    description='Dreamer-family world-model RL for TensorFlow 2, Keras 3 and '
+                'TensorFlow Probability.',
+    long_description=open('README.md').read() if __import__('os').path.exists(
+        'README.md') else '',
+    long_description_content_type='text/markdown',
+    python_requires='>=3.10',
+    packages=find_packages(include=['wm_tf', 'wm_tf.*', 'launch']),
+    install_requires=[
+        'tensorflow==2.21.*',
+        # Layers and optimizers are Keras 3; TFP only imports with tf-keras.
+        'keras>=3.12,<4',
+        'tf-keras==2.21.*',
+        'tensorflow-probability==0.25.*',
+        'tensorboard==2.21.*',  # TF 2.21 no longer installs it
+        'gymnasium>=1.0,<2',
+        'absl-py>=2.0',
+        'PyYAML>=6.0',
+        'numpy>=1.26',
+        'tqdm>=4.60',
+        'matplotlib>=3.7',
+    ],
+    extras_require={
+        'test': ['pytest>=8'],
+        'video': ['imageio>=2.30'],
+        'profile': ['tensorboard-plugin-profile'],
+    },
+)

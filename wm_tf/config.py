@@ -1,0 +1,429 @@
+"""Configuration: the one place where settings are read, merged and validated.
+
+A run's configuration is a tree of typed dataclasses (`Config` at the root).
+The defaults live here, in code; a YAML file overrides some of them, and
+`key.path=value` overrides (from the command line) override the YAML.
+`load_config` validates everything before any work starts: an unknown key,
+a value of the wrong type or a value outside its allowed set raises
+`ConfigError` with one message naming the key and what is allowed.
+
+Components never see this tree: the builders in `wm_tf.agent.builder` read
+it and pass plain arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any, Literal, Optional, Sequence
+
+import yaml
+
+
+class ConfigError(ValueError):
+  """A configuration key or value that cannot be used."""
+
+
+# ----------------------------------------------------------------------------
+# The schema. Each field's comment is its documentation (README mirrors it).
+# ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class EnvConfig:
+  id: str = 'CartPole-v1'  # any gymnasium id with a Box observation space
+  num_envs: int = 1  # parallel training environments
+  vectorization: Literal['sync', 'async'] = 'sync'  # gymnasium vector env kind
+  max_episode_steps: Optional[int] = None  # overrides the registered limit
+
+
+@dataclasses.dataclass
+class RunConfig:
+  total_env_steps: int = 10_000  # environment steps to train for
+  prefill_steps: int = 1_000  # random-action steps before the first update
+  train_ratio: float = 0.5  # gradient updates per environment step
+  eval_every: int = 1_000  # env steps between evaluations (0: never)
+  eval_episodes: int = 10  # episodes per evaluation, deterministic policy
+  log_every: int = 500  # env steps between TensorBoard scalar writes
+  checkpoint_every: int = 0  # train steps between checkpoints (0: end only)
+  checkpoints_to_keep: int = 3  # newest checkpoints kept on disk
+  jit: bool = True  # compile the train and act steps with XLA
+
+
+@dataclasses.dataclass
+class MLPConfig:
+  units: int = 256  # hidden width
+  layers: int = 2  # hidden layers (Dense -> LayerNorm -> activation)
+  activation: str = 'silu'  # any keras activation name
+
+
+@dataclasses.dataclass
+class EncoderConfig(MLPConfig):
+  pass
+
+
+@dataclasses.dataclass
+class RepresentationConfig:
+  # How encoder features become the latent state.
+  type: Literal['mlp'] = 'mlp'
+  latent_dim: int = 64  # size of the latent state
+  units: int = 256
+  layers: int = 1
+  activation: str = 'silu'
+
+
+@dataclasses.dataclass
+class DynamicsConfig:
+  type: Literal['gaussian'] = 'gaussian'
+  # 'learned': the network predicts the std; 'fixed': std = fixed_std.
+  std: Literal['learned', 'fixed'] = 'learned'
+  fixed_std: float = 1e-4  # the design's value; NLL = MSE / (2 std^2)
+  min_std: float = 0.01  # floor of a learned std
+  max_std: float = 1.0  # ceiling of a learned std
+  units: int = 256
+  layers: int = 2
+  activation: str = 'silu'
+
+
+@dataclasses.dataclass
+class HeadsConfig:
+  reward: MLPConfig = dataclasses.field(default_factory=MLPConfig)
+  continue_: MLPConfig = dataclasses.field(default_factory=MLPConfig)
+  decoder: MLPConfig = dataclasses.field(default_factory=MLPConfig)
+
+
+@dataclasses.dataclass
+class LossScalesConfig:
+  dynamics: float = 1.0
+  reward: float = 1.0
+  continue_: float = 1.0
+  decoder: float = 1.0
+
+
+@dataclasses.dataclass
+class WorldModelConfig:
+  loss_scales: LossScalesConfig = dataclasses.field(
+      default_factory=LossScalesConfig)
+  # Stop the gradient of the dynamics target (the next encoded state), so
+  # the encoder cannot shrink the dynamics loss by collapsing the latent.
+  stop_gradient_target: bool = True
+
+
+@dataclasses.dataclass
+class ActorConfig:
+  units: int = 256
+  layers: int = 2
+  activation: str = 'silu'
+  # 'dynamics': backprop returns through the learned dynamics (straight-
+  # through for discrete actions); 'reinforce': score function with the
+  # critic as baseline.
+  gradient: Literal['dynamics', 'reinforce'] = 'dynamics'
+  entropy: float = 3e-4  # entropy bonus scale
+  min_std: float = 0.1  # continuous actions: std floor of the pre-tanh Normal
+  max_std: float = 1.0
+  # Divide the advantages by a running percentile range of the returns
+  # (max(1, P95 - P5)), so one entropy scale fits any reward scale.
+  return_normalization: bool = True
+
+
+@dataclasses.dataclass
+class CriticConfig:
+  units: int = 256
+  layers: int = 2
+  activation: str = 'silu'
+  # EMA of the critic used for the value targets (0 disables the copy).
+  slow_target_fraction: float = 0.02
+
+
+@dataclasses.dataclass
+class ReturnsConfig:
+  type: Literal['lambda', 'monte_carlo', 'n_step', 'gae'] = 'lambda'
+  lambda_: float = 0.95  # lambda of the lambda-return and of GAE
+  n: int = 5  # n of n-step returns
+
+
+@dataclasses.dataclass
+class ImaginationConfig:
+  horizon: int = 15  # imagined steps from each real latent state
+  gamma: float = 0.99  # discount
+  sample_dynamics: bool = True  # sample the next state (else take the mean)
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+  learning_rate: float = 1e-4
+  clip_norm: float = 100.0  # global gradient-norm clip
+  epsilon: float = 1e-8
+
+
+def _optimizer(learning_rate: float) -> Any:
+  return dataclasses.field(
+      default_factory=lambda: OptimizerConfig(learning_rate=learning_rate))
+
+
+@dataclasses.dataclass
+class OptimizersConfig:
+  world_model: OptimizerConfig = _optimizer(1e-4)
+  actor: OptimizerConfig = _optimizer(3e-5)
+  critic: OptimizerConfig = _optimizer(3e-5)
+
+
+@dataclasses.dataclass
+class WarmupConfig:
+  steps: int = 5_000  # env steps during which only the world model trains
+
+
+@dataclasses.dataclass
+class ReplayConfig:
+  capacity: int = 1_000_000  # steps kept
+  batch_size: int = 16  # sequences per batch
+  sequence_length: int = 64  # steps per sequence
+
+
+@dataclasses.dataclass
+class Config:
+  env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
+  run: RunConfig = dataclasses.field(default_factory=RunConfig)
+  encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
+  representation_learner: RepresentationConfig = dataclasses.field(
+      default_factory=RepresentationConfig)
+  dynamics: DynamicsConfig = dataclasses.field(default_factory=DynamicsConfig)
+  heads: HeadsConfig = dataclasses.field(default_factory=HeadsConfig)
+  world_model: WorldModelConfig = dataclasses.field(
+      default_factory=WorldModelConfig)
+  actor: ActorConfig = dataclasses.field(default_factory=ActorConfig)
+  critic: CriticConfig = dataclasses.field(default_factory=CriticConfig)
+  returns: ReturnsConfig = dataclasses.field(default_factory=ReturnsConfig)
+  imagination: ImaginationConfig = dataclasses.field(
+      default_factory=ImaginationConfig)
+  optimizers: OptimizersConfig = dataclasses.field(
+      default_factory=OptimizersConfig)
+  warmup: WarmupConfig = dataclasses.field(default_factory=WarmupConfig)
+  replay: ReplayConfig = dataclasses.field(default_factory=ReplayConfig)
+  seed: int = 0
+
+
+# Python keywords cannot be field names; YAML spells these without the '_'.
+_YAML_NAMES = {'continue_': 'continue', 'lambda_': 'lambda'}
+_FIELD_NAMES = {v: k for k, v in _YAML_NAMES.items()}
+
+# Bounds checked after types: (path, predicate, what is allowed).
+_RANGES = (
+    ('env.num_envs', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.total_env_steps', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.prefill_steps', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.train_ratio', lambda v: v > 0, 'a number > 0'),
+    ('run.eval_every', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.eval_episodes', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.log_every', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.checkpoint_every', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.checkpoints_to_keep', lambda v: v >= 1, 'an integer >= 1'),
+    ('representation_learner.latent_dim', lambda v: v >= 1, 'an integer >= 1'),
+    ('dynamics.fixed_std', lambda v: v > 0, 'a number > 0'),
+    ('dynamics.min_std', lambda v: v > 0, 'a number > 0'),
+    ('actor.entropy', lambda v: v >= 0, 'a number >= 0'),
+    ('actor.min_std', lambda v: v > 0, 'a number > 0'),
+    ('critic.slow_target_fraction', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    ('returns.lambda', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    ('returns.n', lambda v: v >= 1, 'an integer >= 1'),
+    ('imagination.horizon', lambda v: v >= 1, 'an integer >= 1'),
+    ('imagination.gamma', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    ('warmup.steps', lambda v: v >= 0, 'an integer >= 0'),
+    ('replay.capacity', lambda v: v >= 1, 'an integer >= 1'),
+    ('replay.batch_size', lambda v: v >= 1, 'an integer >= 1'),
+    ('replay.sequence_length', lambda v: v >= 2, 'an integer >= 2'),
+)
+
+
+def _yaml_name(field_name: str) -> str:
+  return _YAML_NAMES.get(field_name, field_name)
+
+
+def _describe(tp: Any) -> str:
+  """A human description of an annotation, for error messages."""
+  origin = typing.get_origin(tp)
+  if origin is Literal:
+    return 'one of ' + ', '.join(repr(a) for a in typing.get_args(tp))
+  if origin is typing.Union:
+    return ' or '.join(_describe(a) for a in typing.get_args(tp))
+  if tp is type(None):
+    return 'null'
+  if dataclasses.is_dataclass(tp):
+    return 'a mapping'
+  return {int: 'an integer', float: 'a number', bool: 'true or false',
+          str: 'a string'}.get(tp, str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+  """Checks `value` against annotation `tp`, converting int -> float."""
+  origin = typing.get_origin(tp)
+  if dataclasses.is_dataclass(tp):
+    return _build(tp, value, path)
+  if origin is Literal:
+    if value in typing.get_args(tp):
+      return value
+  elif origin is typing.Union:
+    for option in typing.get_args(tp):
+      if option is type(None):
+        if value is None:
+          return None
+        continue
+      try:
+        return _coerce(value, option, path)
+      except ConfigError:
+        pass
+  elif tp is bool:
+    if isinstance(value, bool):
+      return value
+  elif tp is int:
+    if isinstance(value, int) and not isinstance(value, bool):
+      return value
+    if isinstance(value, float) and value.is_integer():
+      return int(value)  # 1e4 in YAML is a float
+  elif tp is float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+      return float(value)
+  elif tp is str:
+    if isinstance(value, str):
+      return value
+  raise ConfigError(
+      f'Config key {path!r} has value {value!r}; allowed: {_describe(tp)}.')
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+  """Builds dataclass `cls` from a mapping, rejecting unknown keys."""
+  if data is None:
+    data = {}
+  if isinstance(data, cls):
+    return data
+  where = path or 'the top level'
+  if not isinstance(data, dict):
+    raise ConfigError(
+        f'Config key {where!r} must be a mapping of keys, got {data!r}.')
+  hints = typing.get_type_hints(cls)
+  fields = {_yaml_name(f.name): f for f in dataclasses.fields(cls)}
+  kwargs = {}
+  for key, value in data.items():
+    if key not in fields:
+      full = f'{path}.{key}' if path else str(key)
+      close = difflib.get_close_matches(str(key), list(fields), n=1)
+      hint = f' Did you mean {close[0]!r}?' if close else ''
+      raise ConfigError(
+          f'Unknown config key {full!r}.{hint} Allowed keys in {where}: '
+          f'{", ".join(sorted(fields))}.')
+    field = fields[key]
+    full = f'{path}.{key}' if path else key
+    kwargs[field.name] = _coerce(value, hints[field.name], full)
+  return cls(**kwargs)
+
+
+def _set_path(tree: dict, path: str, value: Any) -> None:
+  keys = path.split('.')
+  node = tree
+  for key in keys[:-1]:
+    child = node.get(key)
+    if child is None:
+      child = node[key] = {}
+    if not isinstance(child, dict):
+      raise ConfigError(
+          f'Override {path!r}: {key!r} holds a value, not a mapping.')
+    node = child
+  node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+  """Parses `key.path=value`; the value is read as YAML (1e-4, true, [1,2])."""
+  if '=' not in text:
+    raise ConfigError(
+        f'Override {text!r} must have the form key.path=value, '
+        "e.g. 'actor.entropy=1e-3'.")
+  path, raw = text.split('=', 1)
+  path = path.strip()
+  if not path:
+    raise ConfigError(f'Override {text!r} has an empty key.')
+  try:
+    value = yaml.safe_load(raw)
+  except yaml.YAMLError as e:
+    raise ConfigError(f'Override {text!r}: value is not valid YAML: {e}')
+  return path, value
+
+
+def to_dict(config: Any) -> dict:
+  """The config as a plain dict with YAML key names (for saving)."""
+  out = {}
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if dataclasses.is_dataclass(value):
+      value = to_dict(value)
+    elif isinstance(value, tuple):
+      value = list(value)
+    out[_yaml_name(field.name)] = value
+  return out
+
+
+def to_yaml(config: Config) -> str:
+  return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def _check_ranges(config: Config) -> None:
+  for path, ok, allowed in _RANGES:
+    value = lookup(config, path)
+    if not ok(value):
+      raise ConfigError(
+          f'Config key {path!r} has value {value!r}; allowed: {allowed}.')
+  if config.dynamics.min_std > config.dynamics.max_std:
+    raise ConfigError(
+        'Config keys dynamics.min_std and dynamics.max_std conflict: '
+        f'min_std={config.dynamics.min_std} > max_std={config.dynamics.max_std}.')
+  if config.actor.min_std > config.actor.max_std:
+    raise ConfigError(
+        'Config keys actor.min_std and actor.max_std conflict: '
+        f'min_std={config.actor.min_std} > max_std={config.actor.max_std}.')
+
+
+def lookup(config: Any, path: str) -> Any:
+  """The value at a dotted YAML path, e.g. lookup(c, 'returns.lambda')."""
+  node = config
+  for key in path.split('.'):
+    node = getattr(node, _FIELD_NAMES.get(key, key))
+  return node
+
+
+def from_dict(data: dict) -> Config:
+  """Validates a plain dict (YAML names) into a `Config`."""
+  config = _build(Config, data, '')
+  _check_ranges(config)
+  return config
+
+
+def load_config(path: Optional[str] = None,
+                overrides: Sequence[str] = ()) -> Config:
+  """Reads a YAML file, applies `key.path=value` overrides and validates.
+
+  Args:
+    path: a YAML file, or None for the defaults alone.
+    overrides: strings `key.path=value`, applied in order after the file.
+
+  Returns:
+    The validated `Config`.
+
+  Raises:
+    ConfigError: the file is missing or malformed, or a key or value is not
+      allowed; the message names the key and what is allowed.
+  """
+  data: dict = {}
+  if path is not None:
+    try:
+      with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+      raise ConfigError(f'Config file {path!r} does not exist.') from None
+    except yaml.YAMLError as e:
+      raise ConfigError(f'Config file {path!r} is not valid YAML: {e}') from None
+    if not isinstance(data, dict):
+      raise ConfigError(f'Config file {path!r} must hold a mapping of keys.')
+  for text in overrides:
+    key, value = parse_override(text)
+    _set_path(data, key, value)
+  return from_dict(data)

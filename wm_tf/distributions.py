@@ -1,0 +1,98 @@
+"""Distribution helpers shared by the components: pure TFP, no models."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+tfb = tfp.bijectors
+
+
+def symlog(x: tf.Tensor) -> tf.Tensor:
+  """sign(x) * log(1 + |x|): compresses large magnitudes, keeps sign."""
+  return tf.sign(x) * tf.math.log1p(tf.abs(x))
+
+
+def symexp(x: tf.Tensor) -> tf.Tensor:
+  """The inverse of `symlog`: sign(x) * (exp(|x|) - 1)."""
+  return tf.sign(x) * tf.math.expm1(tf.abs(x))
+
+
+def deterministic(loc: tf.Tensor) -> tfd.Distribution:
+  """A point mass over vectors [..., D] (event rank 1)."""
+  return tfd.Independent(tfd.Deterministic(loc), reinterpreted_batch_ndims=1)
+
+
+def normal(loc: tf.Tensor, scale) -> tfd.Distribution:
+  """A diagonal Normal over vectors [..., D] (event rank 1)."""
+  return tfd.Independent(tfd.Normal(loc, scale), reinterpreted_batch_ndims=1)
+
+
+class StraightThroughOneHot(tfd.OneHotCategorical):
+  """One-hot categorical whose samples carry the gradient of the probs.
+
+  sample = one_hot + probs - stop_gradient(probs): the forward value is the
+  one-hot vector, the backward pass sees d sample / d probs = identity.
+  """
+
+  def __init__(self, logits, name='StraightThroughOneHot'):
+    parameters = dict(locals())
+    super().__init__(logits=logits, dtype=tf.float32, name=name)
+    self._parameters = parameters
+
+  @classmethod
+  def _parameter_properties(cls, dtype, num_classes=None):
+    return dict(logits=tfp.util.ParameterProperties(event_ndims=1))
+
+  def _sample_n(self, n, seed=None):
+    sample = super()._sample_n(n, seed=seed)
+    probs = tf.nn.softmax(self.logits, axis=-1)
+    return sample + probs - tf.stop_gradient(probs)
+
+  def deterministic_action(self):
+    """The most likely action as a one-hot vector [..., A]."""
+    return tf.one_hot(tf.argmax(self.logits, -1), tf.shape(self.logits)[-1])
+
+
+class SquashedNormal(tfd.TransformedDistribution):
+  """tanh-squashed diagonal Normal, affinely mapped into [low, high].
+
+  The entropy is that of the pre-tanh Normal (the squashed one has no closed
+  form); its gradient still pushes the policy away from collapse.
+  """
+
+  def __init__(self, loc, scale, low, high, name='SquashedNormal'):
+    parameters = dict(locals())
+    low = tf.convert_to_tensor(low, tf.float32)
+    high = tf.convert_to_tensor(high, tf.float32)
+    self._low, self._high = low, high
+    self._base = normal(loc, scale)
+    bijector = tfb.Chain([
+        tfb.Shift((high + low) / 2.0),
+        tfb.Scale((high - low) / 2.0),
+        tfb.Tanh(),
+    ])
+    super().__init__(distribution=self._base, bijector=bijector, name=name)
+    self._parameters = parameters
+
+  @classmethod
+  def _parameter_properties(cls, dtype, num_classes=None):
+    return dict(
+        loc=tfp.util.ParameterProperties(event_ndims=1),
+        scale=tfp.util.ParameterProperties(event_ndims=1),
+        low=tfp.util.ParameterProperties(event_ndims=1),
+        high=tfp.util.ParameterProperties(event_ndims=1))
+
+  def entropy(self):
+    return self._base.entropy()
+
+  def log_prob(self, value):
+    # Keep the tanh inverse finite at the bounds.
+    margin = 1e-4 * (self._high - self._low)
+    return super().log_prob(
+        tf.clip_by_value(value, self._low + margin, self._high - margin))
+
+  def deterministic_action(self):
+    """tanh of the pre-squash mean, mapped into the bounds: [..., A]."""
+    return self.bijector.forward(self._base.mean())

@@ -1,0 +1,114 @@
+"""Stepping vector environments and turning their output into step records.
+
+Gymnasium's NEXT_STEP autoreset: after an episode ends in environment i,
+the next `step` ignores i's action and returns the reset observation. The
+collector records that step as is_first with reward 0, so no transition in
+the replay crosses an episode boundary (see `wm_tf.runtime.replay`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from wm_tf.runtime.environments import EnvSpec, to_env_actions
+
+
+class Collector:
+  """Keeps the current step of every environment and advances them together.
+
+  `step(choose_actions)` records the current steps with the chosen actions
+  and advances the environments; it returns the records [N, ...] to store.
+  Finished episodes' returns and lengths accumulate in `finished`.
+  """
+
+  def __init__(self, envs, spec: EnvSpec, seed: int):
+    self.envs = envs
+    self.spec = spec
+    self.num_envs = envs.num_envs
+    obs, _ = envs.reset(seed=seed)
+    n = self.num_envs
+    self.observation = np.asarray(obs, np.float32)
+    self.reward = np.zeros(n, np.float32)
+    self.is_first = np.ones(n, bool)
+    self.is_terminal = np.zeros(n, bool)
+    self.is_last = np.zeros(n, bool)
+    self._episode_return = np.zeros(n, np.float64)
+    self._episode_length = np.zeros(n, np.int64)
+    self.finished: List[Dict[str, float]] = []
+
+  def step(self, choose_actions: Callable[[np.ndarray], np.ndarray]
+           ) -> Dict[str, np.ndarray]:
+    """Records the current steps and advances every environment once.
+
+    Args:
+      choose_actions: observations [N, O] -> agent actions [N, A].
+
+    Returns:
+      The step records of the current steps, each [N, ...].
+    """
+    action = np.asarray(choose_actions(self.observation), np.float32)
+    action = np.where(self.is_last[:, None], 0.0, action).astype(np.float32)
+    record = {
+        'observation': self.observation,
+        'action': action,
+        'reward': self.reward,
+        'is_first': self.is_first,
+        'is_terminal': self.is_terminal,
+        'is_last': self.is_last,
+    }
+    was_last = self.is_last
+    obs, reward, terminated, truncated, _ = self.envs.step(
+        to_env_actions(action, self.spec))
+    self.observation = np.asarray(obs, np.float32)
+    # Environments that had finished were reset by this step.
+    self.is_first = was_last.copy()
+    self.reward = np.where(was_last, 0.0, reward).astype(np.float32)
+    self.is_terminal = np.logical_and(terminated, ~was_last)
+    self.is_last = np.logical_and(np.logical_or(terminated, truncated),
+                                  ~was_last)
+    self._episode_return = np.where(was_last, 0.0,
+                                    self._episode_return + self.reward)
+    self._episode_length = np.where(was_last, 0, self._episode_length + 1)
+    for i in np.flatnonzero(self.is_last):
+      self.finished.append({'return': float(self._episode_return[i]),
+                            'length': int(self._episode_length[i])})
+    return record
+
+  def pop_finished(self) -> List[Dict[str, float]]:
+    done, self.finished = self.finished, []
+    return done
+
+
+def random_actions(rng: np.random.Generator, spec: EnvSpec, n: int
+                   ) -> np.ndarray:
+  """Uniform random agent actions [n, A]: one-hot or inside the bounds."""
+  if spec.discrete:
+    return np.eye(spec.action_dim, dtype=np.float32)[
+        rng.integers(0, spec.action_dim, n)]
+  return rng.uniform(spec.low, spec.high,
+                     (n, spec.action_dim)).astype(np.float32)
+
+
+def evaluate_policy(envs, spec: EnvSpec, act: Callable[[np.ndarray], np.ndarray],
+                    seed: int) -> np.ndarray:
+  """Runs one episode in each of the N environments, in parallel.
+
+  Args:
+    envs: a vector env of N copies (N = episodes wanted).
+    act: observations [N, O] -> agent actions [N, A] (deterministic policy).
+
+  Returns:
+    The N episode returns, float64 [N].
+  """
+  obs, _ = envs.reset(seed=seed)
+  n = envs.num_envs
+  returns = np.zeros(n)
+  running = np.ones(n, bool)
+  while running.any():
+    action = to_env_actions(np.asarray(act(np.asarray(obs, np.float32))), spec)
+    obs, reward, terminated, truncated, _ = envs.step(action)
+    returns += np.where(running, reward, 0.0)
+    running &= ~np.logical_or(terminated, truncated)
+  return returns

@@ -1,0 +1,130 @@
+"""Gymnasium environments: checking what we can handle, and vectorising.
+
+We handle flat (or flattenable) Box observations of floats, and Discrete or
+bounded 1-D Box actions. Anything else is refused before training starts
+with a message naming the space and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+
+
+class UnsupportedEnvironment(ValueError):
+  """An environment id or space that wm_tf cannot train on."""
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+  """What the agent needs to know of an environment."""
+  id: str
+  observation_dim: int
+  action_dim: int  # number of choices (discrete) or vector size (continuous)
+  discrete: bool
+  low: Optional[tuple] = None  # continuous action bounds, [action_dim]
+  high: Optional[tuple] = None
+
+
+def _unknown_id_message(env_id: str, error: Exception) -> str:
+  ids = sorted(gym.registry.keys())
+  close = difflib.get_close_matches(env_id, ids, n=3, cutoff=0.5)
+  hint = f' Did you mean {", ".join(map(repr, close))}?' if close else ''
+  return (f'Unknown environment id {env_id!r} (config key env.id): '
+          f'gymnasium says: {error}.{hint} Allowed: any id registered with '
+          'gymnasium, e.g. CartPole-v1, Pendulum-v1.')
+
+
+def make_env(env_id: str, max_episode_steps: Optional[int] = None,
+             render_mode: Optional[str] = None) -> gym.Env:
+  """One environment, with unknown ids turned into a clear error."""
+  kwargs = {}
+  if max_episode_steps is not None:
+    kwargs['max_episode_steps'] = max_episode_steps
+  if render_mode is not None:
+    kwargs['render_mode'] = render_mode
+  try:
+    return gym.make(env_id, **kwargs)
+  except gym.error.Error as e:
+    raise UnsupportedEnvironment(_unknown_id_message(env_id, e)) from None
+
+
+def spec_from_spaces(env_id: str, observation_space, action_space) -> EnvSpec:
+  """Checks the spaces and describes them, or raises UnsupportedEnvironment."""
+  obs = observation_space
+  if not isinstance(obs, gym.spaces.Box):
+    raise UnsupportedEnvironment(
+        f'Environment {env_id!r} has observation space {obs}; wm_tf handles '
+        'Box observations of floats only (vectors; no Discrete, Dict, Tuple '
+        'or image observations).')
+  if not np.issubdtype(obs.dtype, np.floating) or len(obs.shape) != 1:
+    raise UnsupportedEnvironment(
+        f'Environment {env_id!r} has observation space {obs}; wm_tf handles '
+        'float Box observations of rank 1 (vectors). Images need a '
+        'convolutional encoder, which wm_tf does not provide yet.')
+  act = action_space
+  if isinstance(act, gym.spaces.Discrete):
+    if act.start != 0:
+      raise UnsupportedEnvironment(
+          f'Environment {env_id!r} has action space {act} starting at '
+          f'{act.start}; Discrete action spaces must start at 0.')
+    return EnvSpec(env_id, int(obs.shape[0]), int(act.n), True)
+  if isinstance(act, gym.spaces.Box):
+    if len(act.shape) != 1:
+      raise UnsupportedEnvironment(
+          f'Environment {env_id!r} has action space {act}; Box actions must '
+          'be vectors (rank 1).')
+    if not (np.all(np.isfinite(act.low)) and np.all(np.isfinite(act.high))):
+      raise UnsupportedEnvironment(
+          f'Environment {env_id!r} has action space {act} with infinite '
+          'bounds; the tanh-squashed actor needs finite low and high.')
+    return EnvSpec(env_id, int(obs.shape[0]), int(act.shape[0]), False,
+                   tuple(float(x) for x in act.low),
+                   tuple(float(x) for x in act.high))
+  raise UnsupportedEnvironment(
+      f'Environment {env_id!r} has action space {act}; allowed: Discrete or '
+      'a bounded 1-D Box (MultiDiscrete, MultiBinary, Dict and Tuple are not '
+      'supported).')
+
+
+def inspect_env(env_id: str, max_episode_steps: Optional[int] = None
+                ) -> EnvSpec:
+  """Opens the environment once to check its id and spaces."""
+  env = make_env(env_id, max_episode_steps)
+  try:
+    return spec_from_spaces(env_id, env.observation_space, env.action_space)
+  finally:
+    env.close()
+
+
+def make_vector_env(env_id: str, num_envs: int, vectorization: str = 'sync',
+                    max_episode_steps: Optional[int] = None,
+                    render_mode: Optional[str] = None) -> gym.vector.VectorEnv:
+  """`num_envs` copies of an environment, autoreset on the next step.
+
+  With gymnasium's NEXT_STEP autoreset, the step after an episode ends
+  ignores the action and returns the reset observation: the collector
+  records that step as is_first (see `wm_tf.runtime.collector`).
+  """
+  inspect_env(env_id, max_episode_steps)  # clear errors before forking
+  fns = [lambda: make_env(env_id, max_episode_steps, render_mode)
+         for _ in range(num_envs)]
+  if vectorization == 'async':
+    return gym.vector.AsyncVectorEnv(
+        fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+  if vectorization == 'sync':
+    return gym.vector.SyncVectorEnv(
+        fns, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+  raise ValueError(f"vectorization must be 'sync' or 'async', "
+                   f'got {vectorization!r}.')
+
+
+def to_env_actions(actions: np.ndarray, spec: EnvSpec) -> np.ndarray:
+  """Agent actions [N, A] (one-hot or bounded) -> what env.step takes."""
+  if spec.discrete:
+    return np.argmax(actions, axis=-1).astype(np.int64)
+  return np.clip(actions, spec.low, spec.high).astype(np.float32)
