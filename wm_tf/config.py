@@ -280,10 +280,22 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
       return value
     if isinstance(value, float) and value.is_integer():
-      return int(value)  # 1e4 in YAML is a float
+      return int(value)  # 1.0e4 in YAML is a float
+    if isinstance(value, str):  # and 1e4 a string
+      try:
+        number = float(value)
+      except ValueError:
+        number = None
+      if number is not None and number.is_integer():
+        return int(number)
   elif tp is float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
       return float(value)
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+      try:
+        return float(value)
+      except ValueError:
+        pass
   elif tp is str:
     if isinstance(value, str):
       return value

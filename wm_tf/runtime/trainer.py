@@ -93,6 +93,15 @@ class Trainer:
     return {'eval/return': float(returns.mean()),
             'eval/return_std': float(returns.std())}
 
+  def _append_evaluation(self, row: Dict[str, float]) -> None:
+    """One line per evaluation in logdir/evaluations.csv."""
+    path = os.path.join(self.logdir, 'evaluations.csv')
+    new = not os.path.exists(path)
+    with open(path, 'a') as f:
+      if new:
+        f.write(','.join(row) + '\n')
+      f.write(','.join(str(v) for v in row.values()) + '\n')
+
   def run(self) -> Dict[str, float]:
     """Trains for `run.total_env_steps`; returns the last metrics."""
     c = self.config
@@ -141,9 +150,10 @@ class Trainer:
           last_eval = self.env_steps
           result = self.evaluate()
           last_eval_return = result['eval/return']
-          self.eval_history.append(
-              {'env_steps': self.env_steps, **result,
-               'wall_seconds': time.time() - start})
+          row = {'env_steps': self.env_steps, **result,
+                 'wall_seconds': time.time() - start}
+          self.eval_history.append(row)
+          self._append_evaluation(row)
           write_scalars(self.writer, result, self.env_steps)
           summary.update(result)
 

@@ -1,0 +1,162 @@
+r"""Sample efficiency: eval return against env steps, K seeds per environment.
+
+  python -m benchmarks.sample_efficiency --envs=cartpole,pendulum --seeds=5
+
+Each (environment, seed) is one `launch.train` run in a subprocess (so a
+crash or a slow seed cannot take the others down); `--parallel` of them run
+at once. Eval return is the mean of `run.eval_episodes` (10) episodes with
+the deterministic policy. Writes, under --output:
+  sample_efficiency.csv        env, seed, env_steps, eval_return, wall_seconds
+  sample_efficiency.json       per env: median final return, steps to the
+                               target per seed and their median, wall-clock
+  sample_efficiency_<env>.png  per-seed curves, their median and the target
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+flags.DEFINE_list('envs', ['cartpole', 'pendulum'], 'Configs under configs/.')
+flags.DEFINE_integer('seeds', 5, 'Seeds per environment (0 .. seeds-1).')
+flags.DEFINE_integer('parallel', 1, 'Runs at once (each uses the cores).')
+flags.DEFINE_string('output', 'benchmarks/results', 'Output directory.')
+flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for all runs.')
+FLAGS = flags.FLAGS
+
+# The issue's targets: eval return reached within this many env steps.
+TARGETS = {
+    'cartpole': {'return': 475.0, 'env_steps': 10_000},
+    'pendulum': {'return': -200.0, 'env_steps': 15_000},
+}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read_evaluations(path):
+  with open(path) as f:
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def steps_to_target(rows, target):
+  for row in rows:
+    if row['eval/return'] >= target:
+      return int(row['env_steps'])
+  return None
+
+
+def median(values):
+  values = sorted(values)
+  if not values:
+    return None
+  mid = len(values) // 2
+  return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] +
+                                                    values[mid])
+
+
+def plot(env, runs, target, path):
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for seed, rows in sorted(runs.items()):
+    ax.plot([r['env_steps'] for r in rows], [r['eval/return'] for r in rows],
+            alpha=0.4, label=f'seed {seed}')
+  steps = sorted({r['env_steps'] for rows in runs.values() for r in rows})
+  med = [median([r['eval/return'] for rows in runs.values() for r in rows
+                 if r['env_steps'] == s]) for s in steps]
+  ax.plot(steps, med, color='black', linewidth=2, label='median')
+  if target:
+    ax.axhline(target['return'], color='red', linestyle='--', label='target')
+    ax.axvline(target['env_steps'], color='red', linestyle=':')
+  ax.set_xlabel('env steps')
+  ax.set_ylabel('eval return (10 episodes, deterministic)')
+  ax.set_title(env)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  os.makedirs(FLAGS.output, exist_ok=True)
+  jobs = [(env, seed) for env in FLAGS.envs for seed in range(FLAGS.seeds)]
+  running, wall = {}, {}
+  logdirs = {}
+  while jobs or running:
+    while jobs and len(running) < FLAGS.parallel:
+      env, seed = jobs.pop(0)
+      logdir = os.path.join(FLAGS.output, 'runs', f'{env}-seed{seed}')
+      logdirs[(env, seed)] = logdir
+      cmd = [sys.executable, '-m', 'launch.train',
+             f'--config={os.path.join(ROOT, "configs", env + ".yaml")}',
+             f'--logdir={logdir}', f'--seed={seed}', '--noprogress']
+      cmd += [f'--set={s}' for s in FLAGS.set]
+      os.makedirs(os.path.dirname(logdir), exist_ok=True)
+      log = open(logdir + '.log', 'w')
+      running[(env, seed)] = (subprocess.Popen(
+          cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log)
+      wall[(env, seed)] = time.time()
+    time.sleep(2)
+    for key, (proc, log) in list(running.items()):
+      if proc.poll() is not None:
+        log.close()
+        wall[key] = time.time() - wall[key]
+        print(f'{key[0]} seed {key[1]}: exit {proc.returncode}, '
+              f'{wall[key]:.0f} s', flush=True)
+        del running[key]
+
+  rows_out, summary = [], {}
+  for env in FLAGS.envs:
+    runs = {}
+    for seed in range(FLAGS.seeds):
+      path = os.path.join(logdirs[(env, seed)], 'evaluations.csv')
+      if os.path.exists(path):
+        runs[seed] = read_evaluations(path)
+        for r in runs[seed]:
+          rows_out.append({'env': env, 'seed': seed,
+                           'env_steps': int(r['env_steps']),
+                           'eval_return': r['eval/return'],
+                           'wall_seconds': r['wall_seconds']})
+    target = TARGETS.get(env)
+    reached = {s: steps_to_target(rows, target['return']) if target else None
+               for s, rows in runs.items()}
+    within = [s for s, st in reached.items()
+              if st is not None and st <= target['env_steps']] if target else []
+    budget_returns = [
+        max([r['eval/return'] for r in rows
+             if r['env_steps'] <= target['env_steps']] or [float('nan')])
+        for rows in runs.values()] if target else []
+    summary[env] = {
+        'seeds': len(runs),
+        'final_return_median': median([rows[-1]['eval/return']
+                                       for rows in runs.values()]),
+        'best_return_within_budget_median': median(budget_returns),
+        'steps_to_target': reached,
+        'steps_to_target_median': median(
+            [st if st is not None else float('inf')
+             for st in reached.values()]),
+        'seeds_reaching_target_within_budget': len(within),
+        'target': target,
+        'wall_seconds': {s: wall[(env, s)] for s in runs},
+        'wall_seconds_median': median([wall[(env, s)] for s in runs]),
+    }
+    if runs:
+      plot(env, runs, target,
+           os.path.join(FLAGS.output, f'sample_efficiency_{env}.png'))
+  with open(os.path.join(FLAGS.output, 'sample_efficiency.csv'), 'w') as f:
+    writer = csv.DictWriter(f, ['env', 'seed', 'env_steps', 'eval_return',
+                                'wall_seconds'])
+    writer.writeheader()
+    writer.writerows(rows_out)
+  with open(os.path.join(FLAGS.output, 'sample_efficiency.json'), 'w') as f:
+    json.dump(summary, f, indent=2, default=str)
+  print(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == '__main__':
+  app.run(main)
