@@ -48,6 +48,9 @@ class RunConfig:
   log_every: int = 500  # env steps between TensorBoard scalar writes
   checkpoint_every: int = 0  # train steps between checkpoints (0: end only)
   checkpoints_to_keep: int = 3  # newest checkpoints kept on disk
+  histogram_every: int = 1_000  # env steps between histograms (0: never)
+  image_every: int = 2_500  # env steps between prediction images (0: never)
+  max_nonfinite_in_a_row: int = 10  # non-finite updates in a row: stop
   jit: bool = True  # compile the train and act steps with XLA
 
 
@@ -219,6 +222,9 @@ _RANGES = (
     ('run.log_every', lambda v: v >= 1, 'an integer >= 1'),
     ('run.checkpoint_every', lambda v: v >= 0, 'an integer >= 0'),
     ('run.checkpoints_to_keep', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.histogram_every', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.image_every', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.max_nonfinite_in_a_row', lambda v: v >= 1, 'an integer >= 1'),
     ('representation_learner.latent_dim', lambda v: v >= 1, 'an integer >= 1'),
     ('dynamics.fixed_std', lambda v: v > 0, 'a number > 0'),
     ('dynamics.min_std', lambda v: v > 0, 'a number > 0'),

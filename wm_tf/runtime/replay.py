@@ -183,6 +183,14 @@ class SequenceReplay:
         return int(self._stored().sum())
 
     @property
+    def rng(self):
+        """The ``np.random.Generator`` that ``sample`` draws from.
+
+        A checkpoint can save and restore ``rng.bit_generator.state``.
+        """
+        return self._rng
+
+    @property
     def num_episodes(self):
         """Finished episodes seen: ``is_last`` steps added plus loaded ones."""
         return self._num_episodes
