@@ -1,0 +1,338 @@
+"""Export a trained policy as a SavedModel that TensorFlow alone can serve.
+
+A run directory (see `wm_tf.runtime.trainer`) holds `config.yaml` and
+`checkpoints/`. `export_run` rebuilds the agent from the config, restores
+the newest checkpoint and writes a SavedModel in TF Serving's layout,
+`output/<version>/`, with tensor-only signatures (TFP distributions do not
+survive a signature):
+
+  serving_default, action (the same function under two names):
+    observation float32 [B, O], state float32 [B, S], deterministic bool [],
+    seed int32 [2]
+      -> action: int64 [B] (the env's action index; discrete) or float32
+         [B, A] inside the action bounds (continuous);
+         action_one_hot: float32 [B, A] (discrete only, the agent's form);
+         next_state: float32 [B, S].
+  initial_state:
+    batch_size int32 [] -> state float32 [batch_size, S].
+  metadata:
+    () -> state_size, observation_dim, action_dim int32 []; discrete
+         bool []; action_low, action_high float32 [A] (continuous only).
+
+`seed` is a stateless seed: the same seed and inputs give the same sampled
+action; with `deterministic` true it is ignored (but must be fed). The
+caller carries `state` from one step to the next, starting from
+`initial_state` and resetting an environment's row when its episode starts.
+
+The policy state is the one thing that depends on the representation
+learner: `POLICY_STATES` maps its YAML type to how observations and the
+carried state become the actor's input. The MLP representation encodes each
+observation alone, so S = 0 for now; a recurrent one (an RSSM) registers a
+class here whose state holds its recurrent part and the previous action.
+
+    python -m launch.export --logdir=RUN --output=DIR [--version=N]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from typing import Dict, List, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+from wm_tf import config as config_lib
+from wm_tf.agent.builder import Agent, build_agent
+from wm_tf.registry import Registry
+from wm_tf.runtime.environments import (EnvSpec, UnsupportedEnvironment,
+                                        inspect_env)
+
+POLICY_STATES = Registry('policy state of representation_learner')
+
+
+class ExportError(ValueError):
+  """A run that cannot be exported, or an output that cannot be written."""
+
+
+@POLICY_STATES.register('mlp')
+class StatelessPolicyState:
+  """The MLP representation sees one observation at a time: S = 0.
+
+  Every policy state class has `size` (S) and
+    initial(batch_size) -> state [batch_size, S]
+    latent(observation [B, O], state [B, S]) -> the actor's input [B, D]
+    next(state [B, S], latent [B, D], agent_action [B, A]) -> state [B, S]
+  where `agent_action` is the action the policy emits at this step (one-hot
+  for discrete actions), so a recurrent model can feed it forward.
+  """
+
+  size = 0
+
+  def __init__(self, world_model):
+    self.world_model = world_model
+
+  def initial(self, batch_size: tf.Tensor) -> tf.Tensor:
+    return tf.zeros([batch_size, self.size], tf.float32)
+
+  def latent(self, observation: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
+    del state
+    return self.world_model.encode(observation)
+
+  def next(self, state: tf.Tensor, latent: tf.Tensor,
+           agent_action: tf.Tensor) -> tf.Tensor:
+    del latent, agent_action
+    return state
+
+
+class _Untracked:
+  """Attributes that a `tf.Module` does not track, save or checkpoint."""
+
+  def __init__(self, **attributes):
+    self.__dict__.update(attributes)
+
+
+class ServingPolicy(tf.Module):
+  """The acting policy with tensor-only, fixed-signature functions.
+
+  Uses the world model and the actor, and holds the variables acting
+  reads and the `tf.function`s the SavedModel exports: `action`,
+  `initial_state` and `metadata` (see the module docstring for shapes).
+  `state_size` is S, a Python int.
+
+  Args:
+    world_model: the trained `WorldModel`.
+    actor: the trained `Actor`.
+    spec: the environment's `EnvSpec`.
+    representation_type: the config's `representation_learner.type`, which
+      selects the policy state from `POLICY_STATES`.
+
+  Example:
+    serving = ServingPolicy(agent.world_model, agent.actor, spec, 'mlp')
+    state = serving.initial_state(tf.constant(4))['state']
+    out = serving.action(obs, state, tf.constant(True), tf.constant([0, 0]))
+  """
+
+  def __init__(self, world_model, actor, spec: EnvSpec,
+               representation_type: str, name: str = 'serving_policy'):
+    super().__init__(name=name)
+    # The Keras models stay out of the SavedModel's object graph: Keras 3
+    # gives every model a default signature traced from its `call`, which
+    # fails for models of several inputs (the dynamics). The functions
+    # need the variables alone; `serving_variables` tracks those.
+    self._models = _Untracked(world_model=world_model, actor=actor)
+    self.spec = spec
+    self._state = POLICY_STATES.get(representation_type)(world_model)
+    self.state_size = int(self._state.size)
+    self.action = tf.function(self._action, input_signature=[
+        tf.TensorSpec([None, spec.observation_dim], tf.float32,
+                      name='observation'),
+        tf.TensorSpec([None, self.state_size], tf.float32, name='state'),
+        tf.TensorSpec([], tf.bool, name='deterministic'),
+        tf.TensorSpec([2], tf.int32, name='seed'),
+    ])
+    self.initial_state = tf.function(self._initial_state, input_signature=[
+        tf.TensorSpec([], tf.int32, name='batch_size')])
+    self.metadata = tf.function(self._metadata, input_signature=[])
+    # Tracing once finds exactly the variables acting reads (the encoder,
+    # representation and actor; not the dynamics, heads or decoder).
+    used = {}
+    for function in self.signatures().values():
+      for v in function.variables:
+        used[id(v)] = v
+    self.serving_variables = list(used.values())
+
+  def _action(self, observation, state, deterministic, seed
+              ) -> Dict[str, tf.Tensor]:
+    latent = self._state.latent(observation, state)
+    dist = self._models.actor(latent)
+    agent_action = tf.cond(deterministic, dist.deterministic_action,
+                           lambda: dist.sample(seed=seed))
+    if self.spec.discrete:
+      # Straight-through samples are one_hot + p - p: rebuild an exact one.
+      index = tf.argmax(agent_action, -1, output_type=tf.int64)
+      agent_action = tf.one_hot(index, self.spec.action_dim, dtype=tf.float32)
+      outputs = {'action': index, 'action_one_hot': agent_action}
+    else:
+      # tanh keeps samples inside; the clip guards float rounding at the edge.
+      outputs = {'action': tf.clip_by_value(
+          agent_action, self.spec.low, self.spec.high)}
+    outputs['next_state'] = self._state.next(state, latent, agent_action)
+    return outputs
+
+  def _initial_state(self, batch_size) -> Dict[str, tf.Tensor]:
+    return {'state': self._state.initial(batch_size)}
+
+  def _metadata(self) -> Dict[str, tf.Tensor]:
+    out = {
+        'state_size': tf.constant(self.state_size, tf.int32),
+        'observation_dim': tf.constant(self.spec.observation_dim, tf.int32),
+        'action_dim': tf.constant(self.spec.action_dim, tf.int32),
+        'discrete': tf.constant(self.spec.discrete),
+    }
+    if not self.spec.discrete:
+      out['action_low'] = tf.constant(self.spec.low, tf.float32)
+      out['action_high'] = tf.constant(self.spec.high, tf.float32)
+    return out
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    """The SavedModel signatures, keyed by name."""
+    action = self.action.get_concrete_function()
+    return {
+        tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY: action,
+        'action': action,
+        'initial_state': self.initial_state.get_concrete_function(),
+        'metadata': self.metadata.get_concrete_function(),
+    }
+
+
+@dataclasses.dataclass
+class RestoredRun:
+  """A run rebuilt from its directory, with its newest checkpoint loaded."""
+  config: config_lib.Config
+  spec: EnvSpec
+  agent: Agent
+  serving: ServingPolicy
+  checkpoint_path: str
+
+
+def trainer_checkpoint(agent: Agent) -> tf.train.Checkpoint:
+  """The object graph the trainer checkpoints (`wm_tf.runtime.trainer`)."""
+  return tf.train.Checkpoint(
+      world_model=agent.world_model, actor=agent.actor, critic=agent.critic,
+      slow_critic=agent.slow_critic, learner=agent.learner)
+
+
+def _shorten(text: str, limit: int = 600) -> str:
+  return text if len(text) <= limit else text[:limit] + ' ...'
+
+
+def unreachable_variables(root: tf.train.Checkpoint,
+                          variables: Sequence[tf.Variable]
+                          ) -> List[tf.Variable]:
+  """The `variables` that saving or restoring `root` never reaches.
+
+  Keras 3 variables wrap the `tf.Variable` that traced functions read;
+  either counts as reached.
+  """
+  reachable = set()
+  for trackable in tf.train.TrackableView(root).descendants():
+    reachable.add(id(trackable))
+    if isinstance(trackable, keras.Variable):
+      reachable.add(id(trackable.value))
+  return [v for v in variables if id(v) not in reachable]
+
+
+def restore_run(logdir: str) -> RestoredRun:
+  """Rebuilds the agent of a run and restores its newest checkpoint.
+
+  Every object of the rebuilt agent must be found in the checkpoint, and
+  every variable the serving functions read must be reachable from the
+  checkpointed objects (else it would keep its initial value unnoticed).
+
+  Raises:
+    ExportError: the directory, its config or its checkpoints are missing
+      or do not fit together; the message says which.
+  """
+  if not os.path.isdir(logdir):
+    raise ExportError(f'Run directory {logdir!r} does not exist.')
+  config_path = os.path.join(logdir, 'config.yaml')
+  if not os.path.isfile(config_path):
+    raise ExportError(
+        f'Run directory {logdir!r} has no config.yaml; is it a directory '
+        'written by launch.train?')
+  checkpoint_dir = os.path.join(logdir, 'checkpoints')
+  checkpoint_path = tf.train.latest_checkpoint(checkpoint_dir)
+  if checkpoint_path is None:
+    raise ExportError(
+        f'Run directory {logdir!r} has no checkpoint in {checkpoint_dir!r}; '
+        'the trainer writes one at the end of a run and every '
+        'run.checkpoint_every train steps.')
+  try:
+    config = config_lib.load_config(config_path)
+    spec = inspect_env(config.env.id, config.env.max_episode_steps)
+  except (config_lib.ConfigError, UnsupportedEnvironment) as e:
+    raise ExportError(f'Cannot rebuild the agent of {logdir!r}: {e}') from None
+  agent = build_agent(config, spec)
+  checkpoint = trainer_checkpoint(agent)
+  try:
+    status = checkpoint.restore(checkpoint_path).expect_partial()
+    status.assert_existing_objects_matched()
+  except (AssertionError, tf.errors.OpError, ValueError) as e:
+    raise ExportError(
+        f'Checkpoint {checkpoint_path!r} does not match the model described '
+        f'by {config_path!r}: {_shorten(str(e))}') from None
+  serving = ServingPolicy(agent.world_model, agent.actor, spec,
+                          config.representation_learner.type)
+  missing = [v.name for v in unreachable_variables(
+      checkpoint, serving.serving_variables)]
+  if missing:
+    raise ExportError(
+        f'Variables {missing} of the policy are not part of the trainer\'s '
+        f'checkpoint object graph, so {checkpoint_path!r} cannot hold them.')
+  return RestoredRun(config, spec, agent, serving, checkpoint_path)
+
+
+def next_version(output: str) -> int:
+  """1 more than the largest integer-named directory in `output` (or 1)."""
+  if not os.path.isdir(output):
+    return 1
+  versions = [int(n) for n in os.listdir(output)
+              if n.isdigit() and os.path.isdir(os.path.join(output, n))]
+  return max(versions, default=0) + 1
+
+
+def version_path(output: str, version: Optional[int] = None) -> str:
+  """`output/<version>/`, checked to be free (version None: the next one)."""
+  if os.path.exists(output) and not os.path.isdir(output):
+    raise ExportError(f'Output {output!r} exists and is not a directory.')
+  if version is None:
+    version = next_version(output)
+  if version < 1:
+    raise ExportError(f'Version must be an integer >= 1, got {version}.')
+  path = os.path.join(output, str(version))
+  if os.path.exists(path):
+    raise ExportError(
+        f'{path!r} already exists; choose another --version or omit it to '
+        f'use the next free one ({next_version(output)}).')
+  return path
+
+
+def save_serving_policy(serving: ServingPolicy, output: str,
+                        version: Optional[int] = None) -> str:
+  """Writes `serving` to `output/<version>/` and returns that path.
+
+  The SavedModel is written beside the target and renamed into place, so
+  a server watching `output` never sees a half-written version.
+  """
+  path = version_path(output, version)
+  os.makedirs(output, exist_ok=True)
+  partial = os.path.join(output, f'.partial-{os.path.basename(path)}-'
+                         f'{os.getpid()}')
+  try:
+    tf.saved_model.save(serving, partial, signatures=serving.signatures())
+    os.rename(partial, path)
+  finally:
+    shutil.rmtree(partial, ignore_errors=True)
+  return path
+
+
+def export_run(logdir: str, output: str, version: Optional[int] = None
+               ) -> str:
+  """Restores the newest checkpoint of `logdir` and exports its policy.
+
+  Args:
+    logdir: a run directory with config.yaml and checkpoints/.
+    output: the model base directory; the SavedModel goes to
+      `output/<version>/`.
+    version: the version number; None for 1 more than the largest present.
+
+  Returns:
+    The path of the written SavedModel.
+
+  Raises:
+    ExportError: with one message saying what is wrong.
+  """
+  version_path(output, version)  # fail before the slow restore
+  return save_serving_policy(restore_run(logdir).serving, output, version)
