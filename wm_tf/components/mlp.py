@@ -20,17 +20,19 @@ class MLP(keras.layers.Layer):
     self.units = units
     self.num_layers = layers
     self.activation_name = activation
-    self.blocks = []
+    # Named attributes (not a list of tuples) so that tf.train.Checkpoint
+    # saves every weight by name, never by variable order.
     for i in range(layers):
-      self.blocks.append((
-          keras.layers.Dense(units, use_bias=False, name=f'dense_{i}'),
-          keras.layers.LayerNormalization(epsilon=1e-3, name=f'norm_{i}'),
-          keras.layers.Activation(activation, name=f'act_{i}'),
-      ))
+      setattr(self, f'dense_{i}',
+              keras.layers.Dense(units, use_bias=False, name=f'dense_{i}'))
+      setattr(self, f'norm_{i}',
+              keras.layers.LayerNormalization(epsilon=1e-3, name=f'norm_{i}'))
+    self.activation = keras.activations.get(activation)
 
   def call(self, x):
-    for dense, norm, act in self.blocks:
-      x = act(norm(dense(x)))
+    for i in range(self.num_layers):
+      x = self.activation(getattr(self, f'norm_{i}')(
+          getattr(self, f'dense_{i}')(x)))
     return x
 
   def get_config(self):
