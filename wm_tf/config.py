@@ -68,17 +68,49 @@ class EncoderConfig(MLPConfig):
 
 @dataclasses.dataclass
 class RepresentationConfig:
-  # How encoder features become the latent state.
-  type: Literal['mlp'] = 'mlp'
-  latent_dim: int = 64  # size of the latent state
+  # How encoder features become the latent state
+  # (wm_tf/components/representation.py, wm_tf/components/rssm.py):
+  # 'mlp': tanh bottleneck; 'none': the encoder's features are the latent
+  # (latent_dim = encoder.units); 'mlp_autoencoder': bottleneck + its own
+  # reconstruction of the encoder features; 'vae': Normal posterior, sampled,
+  # beta * KL to N(0, 1); 'contrastive': bottleneck + InfoNCE between z_t and
+  # z_{t+1}; 'vq': vector-quantised bottleneck (codebook, straight-through);
+  # 'rssm': GRU path h + stochastic z, state concat(h, z), KL of posterior
+  # to prior with free bits; its prior is the dynamics (dynamics.type must
+  # stay 'gaussian', which it then replaces).
+  type: Literal['mlp', 'none', 'mlp_autoencoder', 'vae', 'contrastive', 'vq',
+                'rssm'] = 'mlp'
+  # Size of the latent state; 'rssm': size of z (the state has deter_dim +
+  # latent_dim entries); 'none': must equal encoder.units if given.
+  latent_dim: int = 64
   units: int = 256
   layers: int = 1
   activation: str = 'silu'
+  aux_scale: float = 1.0  # weight of the mlp_autoencoder / contrastive loss
+  beta: float = 1.0  # 'vae', 'rssm': weight of the KL term
+  temperature: float = 0.1  # 'contrastive': InfoNCE softmax temperature
+  projection_dim: int = 32  # 'contrastive': size of the projections
+  codebook_size: int = 64  # 'vq': codes in the codebook
+  commitment: float = 0.25  # 'vq': weight of the commitment loss
+  deter_dim: int = 64  # 'rssm': size of the GRU state h
+  free_nats: float = 1.0  # 'rssm': per-step KL without gradient (free bits)
 
 
 @dataclasses.dataclass
 class DynamicsConfig:
-  type: Literal['gaussian'] = 'gaussian'
+  # p(s_{t+1} | s_t, a_t) (wm_tf/components/dynamics.py): 'gaussian': one
+  # diagonal Normal; 'deterministic': a point estimate trained by MSE
+  # (stddev 0; std keys unused); 'ensemble': `members` Gaussians, each on a
+  # Poisson bootstrap of every batch, stddev = disagreement (+ mean learned
+  # std); 'mixture': `components` Gaussians (tfd.MixtureSameFamily).
+  type: Literal['gaussian', 'deterministic', 'ensemble', 'mixture'] = (
+      'gaussian')
+  members: int = 5  # 'ensemble': number of members
+  bootstrap: bool = True  # 'ensemble': per-member bootstrap weights
+  # 'ensemble': what imagination's sample is: a random member's sample
+  # ('sample_member') or Normal(member mean, mean member std) ('mean').
+  ensemble_imagination: Literal['sample_member', 'mean'] = 'sample_member'
+  components: int = 3  # 'mixture': number of Gaussians
   # 'learned': the network predicts the std; 'fixed': std = fixed_std.
   std: Literal['learned', 'fixed'] = 'learned'
   fixed_std: float = 1e-4  # the design's value; NLL = MSE / (2 std^2)
@@ -228,6 +260,18 @@ _RANGES = (
     ('representation_learner.latent_dim', lambda v: v >= 1, 'an integer >= 1'),
     ('dynamics.fixed_std', lambda v: v > 0, 'a number > 0'),
     ('dynamics.min_std', lambda v: v > 0, 'a number > 0'),
+    ('dynamics.members', lambda v: v >= 2, 'an integer >= 2'),
+    ('dynamics.components', lambda v: v >= 2, 'an integer >= 2'),
+    ('representation_learner.aux_scale', lambda v: v >= 0, 'a number >= 0'),
+    ('representation_learner.beta', lambda v: v >= 0, 'a number >= 0'),
+    ('representation_learner.temperature', lambda v: v > 0, 'a number > 0'),
+    ('representation_learner.projection_dim', lambda v: v >= 1,
+     'an integer >= 1'),
+    ('representation_learner.codebook_size', lambda v: v >= 2,
+     'an integer >= 2'),
+    ('representation_learner.commitment', lambda v: v >= 0, 'a number >= 0'),
+    ('representation_learner.deter_dim', lambda v: v >= 1, 'an integer >= 1'),
+    ('representation_learner.free_nats', lambda v: v >= 0, 'a number >= 0'),
     ('actor.entropy', lambda v: v >= 0, 'a number >= 0'),
     ('actor.min_std', lambda v: v > 0, 'a number > 0'),
     ('critic.slow_target_fraction', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
@@ -408,10 +452,42 @@ def lookup(config: Any, path: str) -> Any:
   return node
 
 
+def _check_world_model_options(config: Config, data: dict) -> None:
+  """Refuses representation and dynamics combinations that make no sense.
+
+  `data` is the raw mapping, to tell keys the user gave from defaults.
+  """
+  rep, dyn = config.representation_learner, config.dynamics
+  if rep.type == 'rssm' and dyn.type != 'gaussian':
+    raise ConfigError(
+        "Config keys representation_learner.type='rssm' and dynamics.type="
+        f"{dyn.type!r} conflict: the RSSM's prior is its dynamics model. "
+        "Leave dynamics.type at 'gaussian' (replaced by the RSSM prior) or "
+        'choose another representation learner.')
+  given = (data.get('representation_learner') or {}).get('latent_dim')
+  if (rep.type == 'none' and given is not None
+      and rep.latent_dim != config.encoder.units):
+    raise ConfigError(
+        "Config keys representation_learner.type='none' and "
+        f'representation_learner.latent_dim={rep.latent_dim} conflict: '
+        'without a learner the latent is the encoder output, of size '
+        f'encoder.units={config.encoder.units}. Drop latent_dim or set it to '
+        'encoder.units.')
+  if (dyn.type == 'ensemble' and dyn.ensemble_imagination == 'sample_member'
+      and not config.imagination.sample_dynamics):
+    raise ConfigError(
+        "Config keys dynamics.ensemble_imagination='sample_member' and "
+        'imagination.sample_dynamics=false conflict: imagination takes the '
+        "ensemble mean and never samples a member. Set "
+        "dynamics.ensemble_imagination='mean' or "
+        'imagination.sample_dynamics=true.')
+
+
 def from_dict(data: dict) -> Config:
   """Validates a plain dict (YAML names) into a `Config`."""
   config = _build(Config, data, '')
   _check_ranges(config)
+  _check_world_model_options(config, data)
   return config
 
 

@@ -10,19 +10,23 @@ is_terminal.
          r_1, c_1     r_2, c_2          (c_t = 1 - is_terminal_t)
 
 The transition t -> t+1 is real unless step t+1 starts a new episode.
+
+The loss asks the representation learner for the sequence's latents and
+its own loss (`observe_sequence`: one call over [B, T] for stateless
+learners, a scan over time resetting at is_first for the RSSM), then the
+dynamics model for its term on the real transitions (`transition_loss`:
+the masked NLL, an MSE, or bootstrapped member NLLs), then the heads.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
-
-def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-  """Mean of `values` over entries where mask = 1 (0 if there are none)."""
-  return tf.reduce_sum(values * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+from wm_tf.losses import masked_mean  # noqa: F401  (re-exported)
 
 
 class WorldModel(keras.Model):
@@ -30,17 +34,24 @@ class WorldModel(keras.Model):
 
   Args:
     encoder: observations [..., O] -> features [..., F].
-    representation: features -> distribution over latents [..., D].
-    dynamics: (latent [..., D], action [..., A]) -> distribution [..., D].
+    representation: a representation learner (see
+      `wm_tf.components.representation`): features -> latents [..., D],
+      and a [B, T] sequence -> training latents plus its own loss.
+    dynamics: (latent [..., D], action [..., A]) -> distribution [..., D],
+      with `transition_loss` (see `wm_tf.components.dynamics`).
     reward, continue_, decoder: heads on latents [..., D].
     loss_scales: weights of the terms 'dynamics', 'reward', 'continue',
-      'decoder'.
+      'decoder' (the representation's own loss carries its own weights).
     stop_gradient_target: stop the gradient of the dynamics target.
+    seed: base of the stateless seeds of `world_model_loss` when it is
+      called without one: seed [seed, n] at its n-th call (a counter
+      variable of this model), so each train step draws fresh bootstrap
+      masks and latent samples.
   """
 
   def __init__(self, encoder, representation, dynamics, reward, continue_,
                decoder, loss_scales: Dict[str, float],
-               stop_gradient_target: bool = True, **kwargs):
+               stop_gradient_target: bool = True, seed: int = 0, **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.representation = representation
@@ -50,29 +61,76 @@ class WorldModel(keras.Model):
     self.decoder = decoder
     self.loss_scales = dict(loss_scales)
     self.stop_gradient_target = stop_gradient_target
+    self.seed = int(seed) % (2 ** 31)
+    # float32, not int32: target world models mix variables by EMA, which
+    # an integer variable cannot take. Counts exactly up to 2^24 calls.
+    self.loss_calls = self.add_weight(
+        shape=(), dtype='float32', initializer='zeros', trainable=False,
+        name='loss_calls')
 
   @property
   def latent_dim(self) -> int:
     return self.representation.latent_dim
 
+  @property
+  def recurrent(self) -> bool:
+    """Whether the latent state carries history (acting needs its state)."""
+    return self.representation.recurrent
+
   def encode(self, observation: tf.Tensor) -> tf.Tensor:
-    """Latent states [..., D] (the mode) of observations [..., O]."""
+    """Latent states [..., D] (the mode) of observations [..., O].
+
+    For a recurrent representation this is the state of a first step (no
+    history); acting with history uses `observe_step`.
+    """
     return self.representation(self.encoder(observation)).mode()
 
   def call(self, observation):
     return self.encode(observation)
 
-  def world_model_loss(self, batch: Dict[str, tf.Tensor]
-           ) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+  def initial_state(self, batch_size) -> tf.Tensor:
+    """The acting state before the first observation: [N, D]."""
+    return self.representation.initial_state(batch_size)
+
+  def observe_step(self, prev_state: tf.Tensor, prev_action: tf.Tensor,
+                   observation: tf.Tensor, is_first: tf.Tensor) -> tf.Tensor:
+    """The latent state [N, D] (the mode) after observing o_t.
+
+    Args:
+      prev_state: [N, D], the state after o_{t-1} (or `initial_state`).
+      prev_action: [N, A], a_{t-1}.
+      observation: o_t [N, O].
+      is_first: [N], 1 where o_t starts an episode (resets the state).
+    Stateless representations ignore prev_state and prev_action.
+    """
+    return self.representation.observe_step(
+        prev_state, prev_action, self.encoder(observation), is_first)[0]
+
+  def next_seed(self) -> tf.Tensor:
+    """int32 [2]: [seed, number of earlier calls]; advances the counter."""
+    seed = tf.stack([tf.constant(self.seed, tf.int32),
+                     tf.cast(tf.convert_to_tensor(self.loss_calls), tf.int32)])
+    self.loss_calls.assign_add(1)
+    return seed
+
+  def world_model_loss(self, batch: Dict[str, tf.Tensor],
+                       seed: Optional[tf.Tensor] = None
+                       ) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
     """Negative log-likelihood of a batch of sequences.
 
     Args:
       batch: 'observation' [B, T, O], 'action' [B, T, A], 'reward' [B, T],
         'is_first' [B, T], 'is_terminal' [B, T] (floats or bools).
+      seed: int32 [2] stateless seed of the representation's samples and
+        the dynamics' bootstrap; None draws `next_seed()`.
 
     Returns:
       (total loss scalar, latent states [B, T, D], metrics {name: scalar}).
     """
+    if seed is None:
+      seed = self.next_seed()
+    representation_seed, dynamics_seed = tf.unstack(
+        tfp.random.split_seed(seed, n=2))
     obs = batch['observation']
     action = batch['action']
     reward = batch['reward']
@@ -80,40 +138,38 @@ class WorldModel(keras.Model):
     cont = 1.0 - tf.cast(batch['is_terminal'], tf.float32)
 
     features = self.encoder(obs)
-    latent_dist = self.representation(features)
-    latent = latent_dist.mode()
+    latent, representation_loss, representation_metrics = (
+        self.representation.observe_sequence(
+            features, action, is_first, seed=representation_seed))
 
     target = latent[:, 1:]
     if self.stop_gradient_target:
       target = tf.stop_gradient(target)
-    prediction = self.dynamics(latent[:, :-1], action[:, :-1])
     real_transition = 1.0 - is_first[:, 1:]
-    dynamics_nll = masked_mean(-prediction.log_prob(target), real_transition)
-    dynamics_mse = masked_mean(
-        tf.reduce_mean(tf.square(prediction.mean() - target), -1),
-        real_transition)
+    dynamics_loss, dynamics_metrics = self.dynamics.transition_loss(
+        latent[:, :-1], action[:, :-1], target, real_transition,
+        seed=dynamics_seed)
 
     not_first = 1.0 - is_first
     reward_nll = masked_mean(-self.reward(latent).log_prob(reward), not_first)
     continue_nll = tf.reduce_mean(-self.continue_(latent).log_prob(cont))
     decoder_nll = tf.reduce_mean(-self.decoder(latent).log_prob(obs))
-    aux_loss, aux_metrics = self.representation.auxiliary_loss(
-        features, latent_dist)
 
     scales = self.loss_scales
-    total = (scales['dynamics'] * dynamics_nll + scales['reward'] * reward_nll
+    total = (scales['dynamics'] * dynamics_loss
+             + scales['reward'] * reward_nll
              + scales['continue'] * continue_nll
-             + scales['decoder'] * decoder_nll + aux_loss)
+             + scales['decoder'] * decoder_nll + representation_loss)
     metrics = {
         'world_model/loss': total,
-        'world_model/dynamics_nll': dynamics_nll,
-        'world_model/dynamics_mse': dynamics_mse,
-        'world_model/dynamics_std': masked_mean(
-            tf.reduce_mean(prediction.stddev(), -1), real_transition),
+        'world_model/dynamics_loss': dynamics_loss,
         'world_model/reward_nll': reward_nll,
         'world_model/continue_nll': continue_nll,
         'world_model/decoder_nll': decoder_nll,
+        'world_model/representation_loss': representation_loss,
         'world_model/latent_abs_mean': tf.reduce_mean(tf.abs(latent)),
     }
-    metrics.update({f'world_model/{k}': v for k, v in aux_metrics.items()})
+    for name, value in list(dynamics_metrics.items()) + list(
+        representation_metrics.items()):
+      metrics[f'world_model/{name}'] = value
     return total, latent, metrics

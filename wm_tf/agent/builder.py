@@ -7,6 +7,7 @@ components receive plain arguments.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
 import tensorflow as tf
 
@@ -36,17 +37,41 @@ def _mlp(c: MLPConfig) -> dict:
   return dict(units=c.units, layers=c.layers, activation=c.activation)
 
 
+def _accepted(constructor, options: dict) -> dict:
+  """The entries of `options` that `constructor` takes as arguments.
+
+  Each family member takes the settings it uses (a VAE its beta, a VQ its
+  codebook size); the builder offers them all and passes each its own.
+  """
+  parameters = inspect.signature(constructor).parameters
+  return {k: v for k, v in options.items() if k in parameters}
+
+
 def build_world_model(config: Config, spec: EnvSpec) -> WorldModel:
   rep = config.representation_learner
   dyn = config.dynamics
   scales = config.world_model.loss_scales
-  representation = REPRESENTATIONS.get(rep.type)(
-      latent_dim=rep.latent_dim, units=rep.units, layers=rep.layers,
-      activation=rep.activation, name='representation')
-  dynamics = DYNAMICS.get(dyn.type)(
-      latent_dim=rep.latent_dim, std=dyn.std, fixed_std=dyn.fixed_std,
-      min_std=dyn.min_std, max_std=dyn.max_std, units=dyn.units,
-      layers=dyn.layers, activation=dyn.activation, name='dynamics')
+  representation_class = REPRESENTATIONS.get(rep.type)
+  representation = representation_class(**_accepted(representation_class, dict(
+      latent_dim=rep.latent_dim, feature_dim=config.encoder.units,
+      action_dim=spec.action_dim, units=rep.units, layers=rep.layers,
+      activation=rep.activation, aux_scale=rep.aux_scale, beta=rep.beta,
+      temperature=rep.temperature, projection_dim=rep.projection_dim,
+      codebook_size=rep.codebook_size, commitment=rep.commitment,
+      deter_dim=rep.deter_dim, free_nats=rep.free_nats)),
+      name='representation')
+  # A representation with its own dynamics (the RSSM's prior) replaces
+  # dynamics.type; config validation refuses a conflicting choice.
+  dynamics = representation.own_dynamics()
+  if dynamics is None:
+    dynamics_class = DYNAMICS.get(dyn.type)
+    dynamics = dynamics_class(**_accepted(dynamics_class, dict(
+        latent_dim=representation.latent_dim, std=dyn.std,
+        fixed_std=dyn.fixed_std, min_std=dyn.min_std, max_std=dyn.max_std,
+        units=dyn.units, layers=dyn.layers, activation=dyn.activation,
+        members=dyn.members, bootstrap=dyn.bootstrap,
+        imagination=dyn.ensemble_imagination,
+        components=dyn.components)), name='dynamics')
   return WorldModel(
       encoder=VectorEncoder(**_mlp(config.encoder), name='encoder'),
       representation=representation,
@@ -58,6 +83,7 @@ def build_world_model(config: Config, spec: EnvSpec) -> WorldModel:
       loss_scales=dict(dynamics=scales.dynamics, reward=scales.reward,
                        decoder=scales.decoder, **{'continue': scales.continue_}),
       stop_gradient_target=config.world_model.stop_gradient_target,
+      seed=config.seed,
       name='world_model')
 
 

@@ -1,0 +1,225 @@
+"""Recurrent state-space model (RSSM): a recurrent representation learner.
+
+The latent state is s_t = concat(h_t, z_t) [..., H + Z]:
+  h_t = GRU(h_{t-1}, MLP(concat(z_{t-1}, a_{t-1})))   deterministic path;
+  prior     p(z_t | h_t)       = Normal(MLP(h_t));
+  posterior q(z_t | h_t, e_t)  = Normal(MLP(concat(h_t, e_t))),
+with e_t the encoder features of o_t and a_{t-1} the action taken at
+o_{t-1} (the replay's step t-1 record). Where is_first_t is set the previous
+state and action are reset to zeros before the step, so an episode never
+sees its predecessor.
+
+Training (`observe_sequence`) runs the posterior over a [B, T] sequence,
+one step at a time (T is static, so the loop is unrolled and XLA compiles
+it), sampling z_t reparameterised; its loss is
+  beta * mean over [B, T] of max(free_nats, KL(q(z_t) || p(z_t))),
+the KL summed over Z ("free bits" per step: no gradient below free_nats).
+The KL trains the prior, which is also the model's dynamics: imagination
+uses `RSSMPriorDynamics`, one prior step s_t, a_t -> s_{t+1}, in place of the
+configured `dynamics.type` (whose transition loss would only duplicate it).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from wm_tf import distributions
+from wm_tf.components.dynamics import DynamicsModel, prediction_metrics
+from wm_tf.components.mlp import MLP
+
+tfd = tfp.distributions
+
+# Std floor of prior and posterior: keeps the KL finite and the latent from
+# turning into a point mass that the prior can never match.
+RSSM_MIN_STD = 0.1
+
+
+class RecurrentStateDistribution(tfd.Independent):
+  """Point mass on h [..., H] joined with a diagonal Normal on z [..., Z].
+
+  Event shape [H + Z]: samples are concat(h, z ~ Normal) (reparameterised),
+  mean and mode concat(h, loc), stddev concat(0, scale). `log_prob(x)` is
+  the log density of x's z block alone: h is a deterministic function of
+  the previous state and action, a point mass whose mass we count as 1.
+  """
+
+  def __init__(self, deter, loc, scale, name='RecurrentStateDistribution'):
+    parameters = dict(locals())
+    self._deter = tf.convert_to_tensor(deter, tf.float32)
+    self._stochastic = distributions.normal(loc, scale)
+    super().__init__(
+        tfd.Normal(tf.concat([self._deter, loc], -1),
+                   tf.concat([tf.zeros_like(self._deter), scale], -1)),
+        reinterpreted_batch_ndims=1, name=name)
+    self._parameters = parameters
+
+  @classmethod
+  def _parameter_properties(cls, dtype, num_classes=None):
+    return dict(deter=tfp.util.ParameterProperties(event_ndims=1),
+                loc=tfp.util.ParameterProperties(event_ndims=1),
+                scale=tfp.util.ParameterProperties(event_ndims=1))
+
+  @property
+  def deter(self) -> tf.Tensor:
+    """h [..., H]."""
+    return self._deter
+
+  @property
+  def stochastic(self) -> tfd.Distribution:
+    """The Normal over z [..., Z]."""
+    return self._stochastic
+
+  def _log_prob(self, x):
+    return self._stochastic.log_prob(x[..., self._deter.shape[-1]:])
+
+
+class RSSM(keras.Model):
+  """Recurrent state-space model; see the module docstring.
+
+  Args:
+    latent_dim: Z, size of the stochastic latent z.
+    deter_dim: H, size of the GRU state h. The state has D = H + Z entries
+      (`self.latent_dim` is D, what the dynamics, heads and actor see).
+    action_dim: A.
+    units, layers, activation: the MLPs of the prior and posterior heads.
+    free_nats: per-step KL below which it has no gradient.
+    beta: weight of the KL term.
+
+  API (N any batch size):
+    initial_state(N) -> zeros [N, D];
+    observe_step(prev_state [N, D], prev_action [N, A], features [N, F],
+      is_first [N], seed=None) -> (state [N, D], posterior, prior), the
+      state a posterior sample (seeded) or mode (seed None);
+    prior_step(state [N, D], action [N, A]) -> distribution over [N, D];
+    observe_sequence(features [B, T, F], action [B, T, A], is_first [B, T],
+      seed) -> (states [B, T, D], loss, metrics);
+    call(features [..., F]) -> the posterior state distribution of a first
+      step (no history): what a stateless caller such as `encode` gets.
+  """
+
+  recurrent = True
+
+  def __init__(self, latent_dim: int = 32, deter_dim: int = 64,
+               action_dim: int = 1, units: int = 256, layers: int = 1,
+               activation: str = 'silu', free_nats: float = 1.0,
+               beta: float = 1.0, **kwargs):
+    super().__init__(**kwargs)
+    self.stoch_dim = latent_dim
+    self.deter_dim = deter_dim
+    self.action_dim = action_dim
+    self.latent_dim = deter_dim + latent_dim
+    self.free_nats = free_nats
+    self.beta = beta
+    self.img_in = MLP(units, 1, activation, name='img_in')
+    self.gru = keras.layers.GRUCell(deter_dim, name='gru')
+    self.prior_mlp = MLP(units, layers, activation, name='prior_mlp')
+    self.prior_out = keras.layers.Dense(2 * latent_dim, name='prior_out')
+    self.post_mlp = MLP(units, layers, activation, name='post_mlp')
+    self.post_out = keras.layers.Dense(2 * latent_dim, name='post_out')
+
+  def initial_state(self, batch_size) -> tf.Tensor:
+    return tf.zeros([batch_size, self.latent_dim])
+
+  def split_state(self, state) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(h [..., H], z [..., Z])."""
+    return state[..., :self.deter_dim], state[..., self.deter_dim:]
+
+  def _normal_parameters(self, raw) -> Tuple[tf.Tensor, tf.Tensor]:
+    mean, std = tf.split(raw, 2, -1)
+    return mean, tf.nn.softplus(std) + RSSM_MIN_STD
+
+  def prior_step(self, state, action) -> RecurrentStateDistribution:
+    """p(s_{t+1} | s_t, a_t): the GRU step, then the prior over z."""
+    deter, stoch = self.split_state(state)
+    x = self.img_in(tf.concat([stoch, action], -1))
+    # GRUCell wants rank-2 inputs: fold any leading axes into one.
+    lead = tf.shape(x)[:-1]
+    deter, _ = self.gru(tf.reshape(x, [-1, x.shape[-1]]),
+                        [tf.reshape(deter, [-1, self.deter_dim])])
+    deter = tf.reshape(deter, tf.concat([lead, [self.deter_dim]], 0))
+    mean, std = self._normal_parameters(self.prior_out(self.prior_mlp(deter)))
+    return RecurrentStateDistribution(deter, mean, std)
+
+  def posterior(self, deter, features) -> RecurrentStateDistribution:
+    """q(s_t | h_t, e_t) given h [..., H] and features [..., F]."""
+    mean, std = self._normal_parameters(
+        self.post_out(self.post_mlp(tf.concat([deter, features], -1))))
+    return RecurrentStateDistribution(deter, mean, std)
+
+  def observe_step(self, prev_state, prev_action, features, is_first,
+                   seed: Optional[tf.Tensor] = None):
+    keep = 1.0 - tf.cast(is_first, tf.float32)[..., None]
+    prior = self.prior_step(prev_state * keep, prev_action * keep)
+    posterior = self.posterior(prior.deter, features)
+    state = (posterior.mode() if seed is None
+             else posterior.sample(seed=seed))
+    return state, posterior, prior
+
+  def call(self, features):
+    lead = tf.shape(features)[:-1]
+    state = tf.zeros(tf.concat([lead, [self.latent_dim]], 0))
+    action = tf.zeros(tf.concat([lead, [self.action_dim]], 0))
+    return self.observe_step(state, action, features,
+                             tf.ones(lead, tf.float32))[1]
+
+  def observe_sequence(self, features, action, is_first, seed=None
+                       ) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+    """Posterior states [B, T, D] of a replayed sequence, and the KL loss.
+
+    Step t uses action[:, t-1] (zeros at t = 0); every window starts from
+    the initial state, whether or not its step 0 is an episode start.
+    """
+    length = features.shape[1]
+    seeds = (tfp.random.split_seed(seed, n=length) if seed is not None
+             else [None] * length)
+    state = self.initial_state(tf.shape(features)[0])
+    prev_action = tf.zeros_like(action[:, 0])
+    states, kls, post_std, prior_std = [], [], [], []
+    for t in range(length):
+      state, posterior, prior = self.observe_step(
+          state, prev_action, features[:, t], is_first[:, t], seeds[t])
+      states.append(state)
+      kls.append(tfd.kl_divergence(posterior.stochastic, prior.stochastic))
+      post_std.append(tf.reduce_mean(posterior.stochastic.stddev()))
+      prior_std.append(tf.reduce_mean(prior.stochastic.stddev()))
+      prev_action = action[:, t]
+    kl = tf.stack(kls, 1)  # [B, T]
+    kl_loss = tf.reduce_mean(tf.maximum(kl, self.free_nats))
+    metrics = {
+        'rssm_kl': tf.reduce_mean(kl),
+        'rssm_kl_loss': kl_loss,
+        'rssm_posterior_std': tf.add_n(post_std) / float(length),
+        'rssm_prior_std': tf.add_n(prior_std) / float(length),
+    }
+    return tf.stack(states, 1), self.beta * kl_loss, metrics
+
+  def own_dynamics(self) -> 'RSSMPriorDynamics':
+    return RSSMPriorDynamics(self, name='dynamics')
+
+
+class RSSMPriorDynamics(DynamicsModel):
+  """The RSSM's prior step as a dynamics model: (s_t, a_t) -> p(s_{t+1}).
+
+  It shares the RSSM's weights. Its `transition_loss` adds 0: the prior is
+  trained by the RSSM's KL term (in the representation loss), and a second
+  likelihood of the posterior sample would only duplicate it. It still
+  reports the diagnostics (MSE of the prior mean against the posterior
+  state, whose h block the prior reproduces exactly).
+  """
+
+  def __init__(self, rssm: RSSM, **kwargs):
+    super().__init__(**kwargs)
+    self.rssm = rssm
+    self.latent_dim = rssm.latent_dim
+
+  def call(self, state, action):
+    return self.rssm.prior_step(state, action)
+
+  def transition_loss(self, state, action, target, mask, seed=None):
+    del seed
+    metrics = prediction_metrics(self(state, action), target, mask)
+    return tf.constant(0.0), metrics

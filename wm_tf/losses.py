@@ -1,0 +1,60 @@
+"""Loss functions shared by the world model and its components: pure math.
+
+No models and no config here: tensors in, tensors out, shapes stated.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+  """Mean of `values` over entries where mask = 1 (0 if there are none).
+
+  `values` and `mask` have the same shape; `mask` may hold non-negative
+  weights (e.g. bootstrap counts) instead of 0/1.
+  """
+  return tf.reduce_sum(values * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def kl_normal_to_standard(mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
+  """KL(N(mean, std^2) || N(0, 1)) of diagonal Normals, summed over [..., D].
+
+  Closed form per dimension: (std^2 + mean^2 - 1) / 2 - log std.
+
+  Args:
+    mean, std: [..., D].
+
+  Returns:
+    [...].
+  """
+  return tf.reduce_sum(
+      0.5 * (tf.square(std) + tf.square(mean) - 1.0) - tf.math.log(std), -1)
+
+
+def info_nce(query: tf.Tensor, key: tf.Tensor, mask: tf.Tensor,
+             temperature: float) -> tf.Tensor:
+  """InfoNCE of matching rows, the other valid rows being the negatives.
+
+  Rows are L2-normalised; logits[i, j] = <q_i, k_j> / temperature. Query i's
+  positive is key i; its negatives are the keys j != i with mask_j = 1.
+  The loss is the cross-entropy of the positive, averaged over the queries
+  with mask_i = 1 (0 if there are none).
+
+  Args:
+    query: [N, P].
+    key: [N, P].
+    mask: [N], 1 for rows that take part (both as query and as key).
+    temperature: > 0.
+
+  Returns:
+    A scalar.
+  """
+  query = tf.math.l2_normalize(query, -1)
+  key = tf.math.l2_normalize(key, -1)
+  logits = tf.matmul(query, key, transpose_b=True) / temperature  # [N, N]
+  # Keys outside the mask are pushed out of the softmax.
+  logits += (1.0 - mask)[None, :] * -1e9
+  log_softmax = tf.nn.log_softmax(logits, -1)
+  positive = tf.linalg.diag_part(log_softmax)
+  return masked_mean(-positive, mask)
