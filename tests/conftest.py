@@ -1,0 +1,89 @@
+"""Shared fixtures: a small, fast configuration and batches in replay format."""
+
+import os
+
+# Quiet TensorFlow's C++ start-up chatter in test output; must precede import.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from wm_tf.config import load_config  # noqa: E402
+from wm_tf.runtime.environments import EnvSpec  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Small models: every hidden width 32, latent 8, batches of 4 x 8, horizon 5.
+SMALL_OVERRIDES = (
+    'encoder.units=32',
+    'representation_learner.units=32',
+    'representation_learner.latent_dim=8',
+    'dynamics.units=32',
+    'heads.reward.units=32',
+    'heads.continue.units=32',
+    'heads.decoder.units=32',
+    'actor.units=32',
+    'critic.units=32',
+    'imagination.horizon=5',
+    'replay.batch_size=4',
+    'replay.sequence_length=8',
+    'run.jit=false',
+)
+
+
+@pytest.fixture
+def small_overrides():
+  """The overrides of `small_config`, as `key.path=value` strings."""
+  return list(SMALL_OVERRIDES)
+
+
+@pytest.fixture
+def small_config():
+  """Defaults with small models, XLA off; callers may mutate their copy."""
+  return load_config(None, SMALL_OVERRIDES)
+
+
+@pytest.fixture
+def cartpole_spec():
+  """CartPole-v1 as the agent sees it (without opening the environment)."""
+  return EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+                 discrete=True)
+
+
+def make_batch(spec: EnvSpec, rng: np.random.Generator, batch_size: int = 4,
+               length: int = 8, first_prob: float = 0.1,
+               terminal_prob: float = 0.1) -> dict:
+  """A random batch [B, T, ...] in the replay's step format, as tensors.
+
+  Step 0 of every sequence is is_first; other steps are is_first with
+  probability `first_prob`. Actions are one-hot for discrete specs.
+  """
+  shape = (batch_size, length)
+  is_first = rng.random(shape) < first_prob
+  is_first[:, 0] = True
+  is_terminal = (rng.random(shape) < terminal_prob) & ~is_first
+  if spec.discrete:
+    action = np.eye(spec.action_dim, dtype=np.float32)[
+        rng.integers(0, spec.action_dim, shape)]
+  else:
+    action = rng.uniform(spec.low, spec.high,
+                         shape + (spec.action_dim,)).astype(np.float32)
+  reward = np.where(is_first, 0.0, rng.normal(size=shape)).astype(np.float32)
+  return {
+      'observation': tf.constant(
+          rng.normal(size=shape + (spec.observation_dim,)), tf.float32),
+      'action': tf.constant(action),
+      'reward': tf.constant(reward),
+      'is_first': tf.constant(is_first),
+      'is_terminal': tf.constant(is_terminal),
+      'is_last': tf.constant(is_terminal),
+  }
+
+
+@pytest.fixture
+def batch_factory(cartpole_spec):
+  """make_batch bound to CartPole's spec: factory(seed, **kwargs)."""
+  def factory(seed, spec=cartpole_spec, **kwargs):
+    return make_batch(spec, np.random.default_rng(seed), **kwargs)
+  return factory
