@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from typing import Any, Literal, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence, Tuple
 
 import yaml
 
@@ -143,6 +143,13 @@ class WorldModelConfig:
   # Stop the gradient of the dynamics target (the next encoded state), so
   # the encoder cannot shrink the dynamics loss by collapsing the latent.
   stop_gradient_target: bool = True
+  # The world model the actor imagines in (its dynamics, reward and continue
+  # heads): 'none' the online model; 'copy' a frozen copy refreshed every
+  # `target_every` world-model updates; 'ema' an exponential moving average,
+  # target <- (1 - target_tau) * target + target_tau * online, every update.
+  target: Literal['none', 'copy', 'ema'] = 'none'
+  target_every: int = 100
+  target_tau: float = 0.01
 
 
 @dataclasses.dataclass
@@ -183,6 +190,40 @@ class ImaginationConfig:
   horizon: int = 15  # imagined steps from each real latent state
   gamma: float = 0.99  # discount
   sample_dynamics: bool = True  # sample the next state (else take the mean)
+  # 'backprop': actor and critic learn from imagined rollouts only.
+  # 'dyna': critic and actor losses mix imagined and real (replayed) data,
+  #   weight real_ratio on the real part (see wm_tf/agent/imagination.py).
+  # 'mpc': act by planning in the world model (the `mpc` section); actor and
+  #   critic still train as in 'backprop' (the critic values plan ends).
+  mode: Literal['backprop', 'dyna', 'mpc'] = 'backprop'
+  real_ratio: float = 0.5  # 'dyna': weight of the real-data loss terms
+  # Encoder inputs, decoder, reward and value targets in symlog space (the
+  # heads predict symlog(x); imagination and acting read symexp back).
+  symlog: bool = False
+
+
+@dataclasses.dataclass
+class MPCConfig:
+  # Planning in the world model, used by imagination.mode=mpc and by
+  # acting.fallback=mpc. Actions need a Discrete or bounded Box space.
+  method: Literal['random_shooting', 'cem'] = 'cem'
+  samples: int = 256  # action sequences scored per state and iteration
+  horizon: int = 12  # planned steps
+  iterations: int = 4  # 'cem': refits of the sampling distribution
+  elites: int = 32  # 'cem': best sequences the distribution is refit to
+  terminal_value: bool = True  # add the discounted critic value of s_H
+
+
+@dataclasses.dataclass
+class ActingConfig:
+  # Act conservatively where the dynamics are unsure: if the mean over
+  # dimensions of dynamics(s, a).stddev() exceeds uncertainty_threshold,
+  # replace the action by `fallback` ('mean_action': the actor's
+  # deterministic action; 'mpc': the planner's, `mpc` section). The count
+  # of such steps is logged as acting/uncertain_steps.
+  uncertainty: bool = False
+  uncertainty_threshold: float = 0.5
+  fallback: Literal['mean_action', 'mpc'] = 'mean_action'
 
 
 @dataclasses.dataclass
@@ -199,14 +240,40 @@ def _optimizer(learning_rate: float) -> Any:
 
 @dataclasses.dataclass
 class OptimizersConfig:
+  # 'separate': one Adam per part, each loss reaching its own variables.
+  # 'single': one Adam (world_model's settings) on wm_loss + alpha *
+  #   actor_loss + beta * critic_loss over all variables: the actor loss
+  #   then also trains the world model (deliberately not separated).
+  # 'masked': one Adam (world_model's settings); each loss's gradient
+  #   reaches its own part's variables only, clipped per part.
+  type: Literal['separate', 'single', 'masked'] = 'separate'
+  alpha: float = 1.0  # 'single': scale of the actor loss
+  beta: float = 1.0  # 'single': scale of the critic loss
   world_model: OptimizerConfig = _optimizer(1e-4)
   actor: OptimizerConfig = _optimizer(3e-5)
   critic: OptimizerConfig = _optimizer(3e-5)
 
 
 @dataclasses.dataclass
+class WarmupPhaseConfig:
+  end_step: int  # the phase lasts while env steps < end_step
+  world_model_updates: int = 1  # per train step
+  actor_updates: int = 0
+  critic_updates: int = 0
+
+
+@dataclasses.dataclass
 class WarmupConfig:
-  steps: int = 5_000  # env steps during which only the world model trains
+  # 'simple': only the world model trains until `steps` env steps.
+  # 'gradual': everything trains; the critic's loss mixes regression on
+  #   real-sequence returns (weight m) and on imagined returns (1 - m), m
+  #   falling linearly from critic_real_return_mix to 0 over `steps`.
+  # 'phased': `phases` give the updates of each part per train step; after
+  #   the last phase, one update of each. `steps` is not used.
+  type: Literal['simple', 'gradual', 'phased'] = 'simple'
+  steps: int = 5_000  # env steps of the warmup ('simple', 'gradual')
+  critic_real_return_mix: float = 1.0  # 'gradual': m at env step 0
+  phases: Tuple[WarmupPhaseConfig, ...] = ()  # 'phased', end_step ascending
 
 
 @dataclasses.dataclass
@@ -234,6 +301,8 @@ class Config:
       default_factory=ImaginationConfig)
   optimizers: OptimizersConfig = dataclasses.field(
       default_factory=OptimizersConfig)
+  mpc: MPCConfig = dataclasses.field(default_factory=MPCConfig)
+  acting: ActingConfig = dataclasses.field(default_factory=ActingConfig)
   warmup: WarmupConfig = dataclasses.field(default_factory=WarmupConfig)
   replay: ReplayConfig = dataclasses.field(default_factory=ReplayConfig)
   seed: int = 0
@@ -280,6 +349,18 @@ _RANGES = (
     ('imagination.horizon', lambda v: v >= 1, 'an integer >= 1'),
     ('imagination.gamma', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
     ('warmup.steps', lambda v: v >= 0, 'an integer >= 0'),
+    ('warmup.critic_real_return_mix', lambda v: 0 <= v <= 1,
+     'a number in [0, 1]'),
+    ('world_model.target_every', lambda v: v >= 1, 'an integer >= 1'),
+    ('world_model.target_tau', lambda v: 0 < v <= 1, 'a number in (0, 1]'),
+    ('imagination.real_ratio', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    ('optimizers.alpha', lambda v: v >= 0, 'a number >= 0'),
+    ('optimizers.beta', lambda v: v >= 0, 'a number >= 0'),
+    ('mpc.samples', lambda v: v >= 1, 'an integer >= 1'),
+    ('mpc.horizon', lambda v: v >= 1, 'an integer >= 1'),
+    ('mpc.iterations', lambda v: v >= 1, 'an integer >= 1'),
+    ('mpc.elites', lambda v: v >= 1, 'an integer >= 1'),
+    ('acting.uncertainty_threshold', lambda v: v > 0, 'a number > 0'),
     ('replay.capacity', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.batch_size', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.sequence_length', lambda v: v >= 2, 'an integer >= 2'),
@@ -301,6 +382,12 @@ def _describe(tp: Any) -> str:
     return 'null'
   if dataclasses.is_dataclass(tp):
     return 'a mapping'
+  if origin is tuple:
+    item = typing.get_args(tp)[0]
+    if dataclasses.is_dataclass(item):
+      keys = ', '.join(_yaml_name(f.name) for f in dataclasses.fields(item))
+      return f'a list of mappings with keys {keys}'
+    return f'a list of {_describe(item)}'
   return {int: 'an integer', float: 'a number', bool: 'true or false',
           str: 'a string'}.get(tp, str(tp))
 
@@ -310,7 +397,12 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
   origin = typing.get_origin(tp)
   if dataclasses.is_dataclass(tp):
     return _build(tp, value, path)
-  if origin is Literal:
+  if origin is tuple:  # Tuple[X, ...]: a YAML list of X
+    if isinstance(value, (list, tuple)):
+      item = typing.get_args(tp)[0]
+      return tuple(_coerce(v, item, f'{path}[{i}]')
+                   for i, v in enumerate(value))
+  elif origin is Literal:
     if value in typing.get_args(tp):
       return value
   elif origin is typing.Union:
@@ -377,6 +469,13 @@ def _build(cls: type, data: Any, path: str) -> Any:
     field = fields[key]
     full = f'{path}.{key}' if path else key
     kwargs[field.name] = _coerce(value, hints[field.name], full)
+  missing = [_yaml_name(f.name) for f in dataclasses.fields(cls)
+             if f.name not in kwargs and f.default is dataclasses.MISSING
+             and f.default_factory is dataclasses.MISSING]
+  if missing:
+    raise ConfigError(
+        f'Config key {where!r} is missing required key(s) '
+        f'{", ".join(missing)}.')
   return cls(**kwargs)
 
 
@@ -419,7 +518,8 @@ def to_dict(config: Any) -> dict:
     if dataclasses.is_dataclass(value):
       value = to_dict(value)
     elif isinstance(value, tuple):
-      value = list(value)
+      value = [to_dict(v) if dataclasses.is_dataclass(v) else v
+               for v in value]
     out[_yaml_name(field.name)] = value
   return out
 
@@ -442,6 +542,69 @@ def _check_ranges(config: Config) -> None:
     raise ConfigError(
         'Config keys actor.min_std and actor.max_std conflict: '
         f'min_std={config.actor.min_std} > max_std={config.actor.max_std}.')
+  _check_agent_options(config)
+
+
+def _check_agent_options(config: Config) -> None:
+  """Refuses combinations of the agent's alternatives that make no sense."""
+  w = config.warmup
+  if w.type == 'phased':
+    if not w.phases:
+      raise ConfigError(
+          "Config key 'warmup.phases' is empty; warmup.type='phased' needs "
+          'at least one phase {end_step, world_model_updates, '
+          'actor_updates, critic_updates}.')
+    previous = 0
+    for i, phase in enumerate(w.phases):
+      where = f'warmup.phases[{i}]'
+      if phase.end_step <= previous:
+        raise ConfigError(
+            f'Config key {where + ".end_step"!r} has value {phase.end_step}; '
+            f'allowed: an integer > {previous} (end steps must increase).')
+      previous = phase.end_step
+      for name in ('world_model_updates', 'actor_updates', 'critic_updates'):
+        if getattr(phase, name) < 0:
+          raise ConfigError(
+              f'Config key {where + "." + name!r} has value '
+              f'{getattr(phase, name)}; allowed: an integer >= 0.')
+    if config.optimizers.type == 'single':
+      raise ConfigError(
+          "Config keys warmup.type='phased' and optimizers.type='single' "
+          'conflict: phases count updates per part, but the single '
+          'optimizer updates every part with one summed loss. Use '
+          "optimizers.type 'separate' or 'masked'.")
+  elif w.phases:
+    raise ConfigError(
+        f'Config keys warmup.phases and warmup.type={w.type!r} conflict: '
+        "phases are only used by warmup.type='phased'.")
+  if w.type == 'gradual' and w.steps == 0:
+    raise ConfigError(
+        "Config keys warmup.type='gradual' and warmup.steps=0 conflict: the "
+        'real-return mix falls to 0 over warmup.steps, which must be >= 1.')
+  mpc = config.mpc
+  if mpc.method == 'cem' and mpc.elites > mpc.samples:
+    raise ConfigError(
+        'Config keys mpc.elites and mpc.samples conflict: '
+        f'elites={mpc.elites} > samples={mpc.samples}.')
+  acting = config.acting
+  if acting.uncertainty and config.imagination.mode == 'mpc':
+    raise ConfigError(
+        "Config keys acting.uncertainty=true and imagination.mode='mpc' "
+        'conflict: the uncertainty fallback replaces actor actions, and '
+        'with mpc the agent already acts by planning.')
+  if acting.uncertainty and config.dynamics.type == 'deterministic':
+    raise ConfigError(
+        "Config keys acting.uncertainty=true and dynamics.type="
+        "'deterministic' conflict: a point estimate has stddev 0, so it "
+        "measures no uncertainty. Use 'gaussian' (learned std), 'ensemble' "
+        "or 'mixture'.")
+  if (acting.uncertainty and config.dynamics.type == 'gaussian' and
+      config.dynamics.std == 'fixed'):
+    raise ConfigError(
+        "Config keys acting.uncertainty=true and dynamics.std='fixed' "
+        "(dynamics.type='gaussian') conflict: a fixed std is the same in "
+        "every state, so it measures no uncertainty. Use dynamics.std="
+        "'learned' or dynamics.type='ensemble'.")
 
 
 def lookup(config: Any, path: str) -> Any:
