@@ -1,4 +1,4 @@
-"""Imagined rollouts: the actor acting inside the learned dynamics."""
+"""Imagined rollouts and the imagination modes of the learner."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Dict
 
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from wm_tf.registry import Registry
 
 
 def imagine(dynamics, actor, start: tf.Tensor, horizon: int, seed: tf.Tensor,
@@ -48,3 +50,96 @@ def imagine(dynamics, actor, start: tf.Tensor, horizon: int, seed: tf.Tensor,
       'log_probs': tf.stack(log_probs, 1),
       'entropies': tf.stack(entropies, 1),
   }
+
+
+# ---------------------------------------------------------------------------
+# Imagination modes (config `imagination.mode`): how imagined and real data
+# enter the actor and critic losses, and whether acting plans.
+# ---------------------------------------------------------------------------
+
+IMAGINATION_MODES = Registry('imagination.mode')
+
+
+class ImaginationMode:
+  """How the learner mixes its actor and critic loss terms.
+
+  The learner computes, per update,
+    imagined terms: the actor loss on imagined returns and the critic's
+      regression on imagined value targets (as always);
+    real terms (when `uses_real_data`, or when a warmup asks for real
+      returns): regression of the critic onto value targets computed from
+      the replayed sequence itself, and an advantage-weighted log-likelihood
+      of the replayed actions for the actor (see `Learner._real_terms`).
+  and `mix` combines them. `warmup_mix` is the warmup's weight on the real
+  critic term (0 after any warmup).
+
+  Attributes:
+    real_ratio: weight of the real terms in `mix` (0 for pure imagination).
+    uses_real_data: the learner must compute the real terms.
+    acts_with_planner: the acting policy plans with MPC instead of sampling
+      the actor.
+  """
+
+  real_ratio: float = 0.0
+  uses_real_data: bool = False
+  acts_with_planner: bool = False
+
+  def __init__(self, real_ratio: float = 0.0):
+    del real_ratio
+
+  def critic_real_weight(self, warmup_mix: tf.Tensor) -> tf.Tensor:
+    """Weight w of the real critic term: r + (1 - r) * warmup_mix."""
+    return self.real_ratio + (1.0 - self.real_ratio) * warmup_mix
+
+  def mix(self, imagined_actor, imagined_critic, real_actor, real_critic,
+          warmup_mix):
+    """(actor loss, critic loss) from the terms; real ones may be None."""
+    actor = imagined_actor
+    if real_actor is not None and self.real_ratio > 0:
+      actor = ((1.0 - self.real_ratio) * imagined_actor +
+               self.real_ratio * real_actor)
+    critic = imagined_critic
+    if real_critic is not None:
+      w = self.critic_real_weight(warmup_mix)
+      critic = (1.0 - w) * imagined_critic + w * real_critic
+    return actor, critic
+
+
+@IMAGINATION_MODES.register('backprop')
+class BackpropMode(ImaginationMode):
+  """Actor and critic learn from imagined rollouts only (Dreamer)."""
+
+
+@IMAGINATION_MODES.register('dyna')
+class DynaMode(ImaginationMode):
+  """Actor and critic losses mix imagined and real terms.
+
+    critic_loss = (1 - rho) * imagined + rho * real,
+    actor_loss  = (1 - rho) * imagined + rho * real,   rho = real_ratio.
+
+  The imagined critic term regresses V on imagined states onto imagined
+  returns; the real one regresses V on the batch's real latents (the
+  imagination start states) onto returns of the replayed rewards, so with
+  rho = 1 the critic learns from real returns alone. The real actor term
+  raises the log-probability of replayed actions in proportion to their
+  real advantage: an off-policy, REINFORCE-style estimate without
+  importance weights, which is biased towards the behaviour policy's data.
+  """
+
+  uses_real_data = True
+
+  def __init__(self, real_ratio: float = 0.5):
+    super().__init__()
+    self.real_ratio = float(real_ratio)
+
+
+@IMAGINATION_MODES.register('mpc')
+class MPCMode(ImaginationMode):
+  """Acting plans in the world model (`wm_tf.agent.mpc`).
+
+  Actor and critic still learn as in 'backprop': the critic values the
+  ends of plans (mpc.terminal_value) and the actor can serve as a fallback
+  or for evaluation of the learned policy.
+  """
+
+  acts_with_planner = True
