@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from typing import Optional
 
 import tensorflow as tf
 
+from wm_tf.agent.imagination import IMAGINATION_MODES
 from wm_tf.agent.learner import ActorCriticSettings, Learner, OptimizerSettings
-from wm_tf.agent.policy import Policy
+from wm_tf.agent.mpc import PLANNERS, check_action_space
+from wm_tf.agent.optimizers import OPTIMIZER_LAYOUTS
+from wm_tf.agent.policy import FALLBACKS, Policy
+from wm_tf.agent.symlog import SymlogHead, SymlogInputs
+from wm_tf.agent.targets import WORLD_MODEL_TARGETS
+from wm_tf.agent.warmup import WARMUPS, Phase, WarmupSchedule
 from wm_tf.components.actor import Actor
 from wm_tf.components.dynamics import DYNAMICS
 from wm_tf.components.encoder import VectorEncoder
@@ -31,6 +38,9 @@ class Agent:
   slow_critic: ValueHead
   learner: Learner
   policy: Policy
+  # What each train step updates (config `warmup`); the trainer calls
+  # `warmup.update(learner, next_batch, next_seed, env_step)`.
+  warmup: Optional[WarmupSchedule] = None
 
 
 def _mlp(c: MLPConfig) -> dict:
@@ -47,7 +57,16 @@ def _accepted(constructor, options: dict) -> dict:
   return {k: v for k, v in options.items() if k in parameters}
 
 
-def build_world_model(config: Config, spec: EnvSpec) -> WorldModel:
+def _in_symlog_space(config: Config, model, name: str):
+  """imagination.symlog: the head's targets or the encoder's inputs."""
+  if not config.imagination.symlog:
+    return model
+  wrapper = SymlogInputs if name == 'encoder' else SymlogHead
+  return wrapper(model, name=name)
+
+
+def build_world_model(config: Config, spec: EnvSpec,
+                      name: str = 'world_model') -> WorldModel:
   rep = config.representation_learner
   dyn = config.dynamics
   scales = config.world_model.loss_scales
@@ -72,19 +91,20 @@ def build_world_model(config: Config, spec: EnvSpec) -> WorldModel:
         members=dyn.members, bootstrap=dyn.bootstrap,
         imagination=dyn.ensemble_imagination,
         components=dyn.components)), name='dynamics')
+  symlog = lambda model: _in_symlog_space(config, model, model.name)
   return WorldModel(
-      encoder=VectorEncoder(**_mlp(config.encoder), name='encoder'),
+      encoder=symlog(VectorEncoder(**_mlp(config.encoder), name='encoder')),
       representation=representation,
       dynamics=dynamics,
-      reward=RewardHead(**_mlp(config.heads.reward), name='reward'),
+      reward=symlog(RewardHead(**_mlp(config.heads.reward), name='reward')),
       continue_=ContinueHead(**_mlp(config.heads.continue_), name='continue'),
-      decoder=Decoder(spec.observation_dim, **_mlp(config.heads.decoder),
-                      name='decoder'),
+      decoder=symlog(Decoder(spec.observation_dim,
+                             **_mlp(config.heads.decoder), name='decoder')),
       loss_scales=dict(dynamics=scales.dynamics, reward=scales.reward,
                        decoder=scales.decoder, **{'continue': scales.continue_}),
       stop_gradient_target=config.world_model.stop_gradient_target,
       seed=config.seed,
-      name='world_model')
+      name=name)
 
 
 def _optimizer(c) -> OptimizerSettings:
@@ -99,8 +119,10 @@ def build_agent(config: Config, spec: EnvSpec) -> Agent:
                 min_std=a.min_std, max_std=a.max_std, name='actor')
   c = config.critic
   critic_args = dict(units=c.units, layers=c.layers, activation=c.activation)
-  critic = ValueHead(**critic_args, name='critic')
-  slow_critic = ValueHead(**critic_args, name='slow_critic')
+  critic = _in_symlog_space(
+      config, ValueHead(**critic_args, name='critic'), 'critic')
+  slow_critic = _in_symlog_space(
+      config, ValueHead(**critic_args, name='slow_critic'), 'slow_critic')
   settings = ActorCriticSettings(
       horizon=config.imagination.horizon, gamma=config.imagination.gamma,
       returns_type=config.returns.type, lambda_=config.returns.lambda_,
@@ -109,13 +131,51 @@ def build_agent(config: Config, spec: EnvSpec) -> Agent:
       slow_critic_fraction=c.slow_target_fraction,
       sample_dynamics=config.imagination.sample_dynamics)
   opt = config.optimizers
+  imagination = config.imagination
+  mode = IMAGINATION_MODES.get(imagination.mode)(
+      real_ratio=imagination.real_ratio)
+  w = config.warmup
+  warmup = WARMUPS.get(w.type)(
+      steps=w.steps, critic_real_return_mix=w.critic_real_return_mix,
+      phases=[Phase(p.end_step, p.world_model_updates, p.actor_updates,
+                    p.critic_updates) for p in w.phases])
+  wmc = config.world_model
+  target_class = WORLD_MODEL_TARGETS.get(wmc.target)
+  target = target_class(
+      world_model,
+      build_world_model(config, spec, name='target_world_model')
+      if target_class.needs_own_model else None,
+      every=wmc.target_every, tau=wmc.target_tau)
   learner = Learner(world_model, actor, critic, slow_critic, settings,
                     _optimizer(opt.world_model), _optimizer(opt.actor),
-                    _optimizer(opt.critic), jit_compile=config.run.jit)
-  policy = Policy(world_model, actor, spec.observation_dim,
-                  jit_compile=config.run.jit)
+                    _optimizer(opt.critic), jit_compile=config.run.jit,
+                    mode=mode, optimizer_layout=OPTIMIZER_LAYOUTS.get(opt.type),
+                    alpha=opt.alpha, beta=opt.beta, target=target,
+                    real_critic_term=warmup.uses_real_returns)
+  acting = config.acting
+  fallback_class = FALLBACKS.get(acting.fallback)
+  needs_planner = mode.acts_with_planner or (
+      acting.uncertainty and fallback_class.needs_planner)
+  planner = None
+  if needs_planner:
+    user = ("imagination.mode='mpc'" if mode.acts_with_planner
+            else "acting.fallback='mpc'")
+    check_action_space(spec.discrete, spec.low, spec.high, spec.id, user)
+    m = config.mpc
+    planner = PLANNERS.get(m.method)(
+        world_model, critic if m.terminal_value else None, spec.action_dim,
+        spec.discrete, spec.low, spec.high, horizon=m.horizon,
+        samples=m.samples, iterations=m.iterations, elites=m.elites,
+        gamma=imagination.gamma)
+  policy = Policy(
+      world_model, actor, spec.observation_dim, jit_compile=config.run.jit,
+      planner=planner if mode.acts_with_planner else None,
+      uncertainty_threshold=(acting.uncertainty_threshold
+                             if acting.uncertainty else None),
+      fallback=fallback_class(planner) if acting.uncertainty else None)
   learner.build(example_batch(spec))
-  return Agent(world_model, actor, critic, slow_critic, learner, policy)
+  return Agent(world_model, actor, critic, slow_critic, learner, policy,
+               warmup)
 
 
 def example_batch(spec: EnvSpec, batch_size: int = 1, length: int = 2

@@ -1,25 +1,43 @@
 """The update step: which loss trains which variables, with which optimizer.
 
-Three optimizers, three disjoint variable sets:
+Three parts, three losses:
   world model <- world-model NLL;
-  actor       <- imagined returns (through the dynamics) or REINFORCE;
-  critic      <- value regression on the imagined return targets.
-Each gradient is taken with respect to its own variables only, so actor and
-critic losses never change the world model even though they are computed
-through it.
+  actor       <- imagined returns (through the dynamics) or REINFORCE, and
+                 in 'dyna' mode an advantage-weighted likelihood of real
+                 actions;
+  critic      <- value regression on imagined (and real) return targets.
+The optimizer layout (`wm_tf.agent.optimizers`) decides which gradients
+reach which variables: by default each loss is differentiated w.r.t. its own
+part only, so actor and critic losses never change the world model even
+though they are computed through it.
+
+Alternatives, each chosen by the builder from a registry:
+  * the imagination mode (`wm_tf.agent.imagination.IMAGINATION_MODES`):
+    how imagined and real loss terms mix;
+  * the optimizer layout (`wm_tf.agent.optimizers.OPTIMIZER_LAYOUTS`);
+  * the world model imagination runs in (`wm_tf.agent.targets`).
+
+Non-finite guard: an update whose loss or gradient norm is not finite is
+not applied (`tf.cond`, XLA-compatible); the metric 'learner/nonfinite' is
+1.0 for a call in which any update was skipped, else 0.0.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
-import keras
 import tensorflow as tf
 
 from wm_tf import returns as returns_lib
-from wm_tf.agent.imagination import imagine
+from wm_tf.agent.imagination import BackpropMode, ImaginationMode, imagine
+from wm_tf.agent.optimizers import (PARTS, OptimizerLayout, OptimizerSettings,
+                                    SeparateOptimizers, make_optimizer)
+from wm_tf.agent.targets import NoTarget, WorldModelTarget
 from wm_tf.world_model import WorldModel
+
+__all__ = ['ActorCriticSettings', 'Learner', 'OptimizerSettings',
+           'make_optimizer']
 
 
 @dataclasses.dataclass
@@ -37,28 +55,8 @@ class ActorCriticSettings:
   sample_dynamics: bool = True
 
 
-@dataclasses.dataclass
-class OptimizerSettings:
-  learning_rate: float
-  clip_norm: float = 100.0
-  epsilon: float = 1e-8
-
-
-def make_optimizer(settings: OptimizerSettings, name: str):
-  return keras.optimizers.Adam(
-      learning_rate=settings.learning_rate, epsilon=settings.epsilon,
-      name=name)
-
-
-def clip_and_apply(optimizer, loss_tape, loss, variables, clip_norm,
-                   metrics: Dict[str, tf.Tensor], prefix: str) -> None:
-  """Gradients of `loss` for `variables` only, clipped by global norm."""
-  grads = loss_tape.gradient(loss, variables)
-  grads = [tf.zeros_like(v) if g is None else g
-           for g, v in zip(grads, variables)]
-  grads, norm = tf.clip_by_global_norm(grads, clip_norm)
-  optimizer.apply_gradients(zip(grads, variables))
-  metrics[f'{prefix}/grad_norm'] = norm
+def _finite(x: tf.Tensor) -> tf.Tensor:
+  return tf.reduce_all(tf.math.is_finite(x))
 
 
 class Learner(tf.Module):
@@ -66,7 +64,22 @@ class Learner(tf.Module):
 
   `train_world_model(batch)` updates the world model only (warmup);
   `train(batch, seed)` updates world model, actor and critic in one
-  compiled program. Both return {metric name: scalar}.
+  compiled program; `update_function(wm, actor, critic)` gives the compiled
+  update of any subset of the parts, called as `fn(batch, seed)`. Each
+  returns {metric name: scalar}.
+
+  Args:
+    world_model, actor, critic, slow_critic: the models.
+    settings: imagination and return settings.
+    world_model_optimizer, actor_optimizer, critic_optimizer: settings of
+      the three optimizers (a single-optimizer layout uses the first).
+    jit_compile: compile the updates with XLA.
+    mode: an `ImaginationMode` (default 'backprop').
+    optimizer_layout: the registry class of the layout (default separate).
+    alpha, beta: loss scales of actor and critic for the 'single' layout.
+    target: a `WorldModelTarget` to imagine in (default: the online model).
+    real_critic_term: compute the real-sequence terms even if the mode
+      does not use real data (for a warmup that mixes real returns in).
   """
 
   def __init__(self, world_model: WorldModel, actor, critic, slow_critic,
@@ -74,26 +87,48 @@ class Learner(tf.Module):
                world_model_optimizer: OptimizerSettings,
                actor_optimizer: OptimizerSettings,
                critic_optimizer: OptimizerSettings,
-               jit_compile: bool = True, name: str = 'learner'):
+               jit_compile: bool = True, name: str = 'learner', *,
+               mode: Optional[ImaginationMode] = None,
+               optimizer_layout: Callable[..., OptimizerLayout] = (
+                   SeparateOptimizers),
+               alpha: float = 1.0, beta: float = 1.0,
+               target: Optional[WorldModelTarget] = None,
+               real_critic_term: bool = False):
     super().__init__(name=name)
     self.world_model = world_model
     self.actor = actor
     self.critic = critic
     self.slow_critic = slow_critic
     self.settings = settings
-    self._opt_settings = {'world_model': world_model_optimizer,
-                          'actor': actor_optimizer, 'critic': critic_optimizer}
-    self.world_model_optimizer = make_optimizer(world_model_optimizer,
-                                                'world_model_adam')
-    self.actor_optimizer = make_optimizer(actor_optimizer, 'actor_adam')
-    self.critic_optimizer = make_optimizer(critic_optimizer, 'critic_adam')
+    self.mode = mode if mode is not None else BackpropMode()
+    self.uses_real_data = bool(self.mode.uses_real_data or real_critic_term)
+    self.target = target if target is not None else NoTarget(world_model)
+    self.layout = optimizer_layout(
+        {'world_model': world_model_optimizer, 'actor': actor_optimizer,
+         'critic': critic_optimizer}, alpha=alpha, beta=beta)
+    self.world_model_optimizer = self.layout.optimizers['world_model']
+    self.actor_optimizer = self.layout.optimizers['actor']
+    self.critic_optimizer = self.layout.optimizers['critic']
     # Running percentile range of the imagined returns (for normalisation).
     self.return_scale = tf.Variable(1.0, trainable=False, name='return_scale')
     self.train_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                    name='train_steps')
-    self.train_world_model = tf.function(self._train_world_model,
-                                         jit_compile=jit_compile)
-    self.train = tf.function(self._train, jit_compile=jit_compile)
+    # The warmup's weight on the real-return critic term (see warmup.py).
+    self.critic_real_mix = tf.Variable(0.0, trainable=False,
+                                       name='critic_real_mix')
+    self._jit_compile = jit_compile
+    self.train_world_model = tf.function(
+        lambda batch: self._train_parts(batch, None, ('world_model',)),
+        jit_compile=jit_compile)
+    self.train = tf.function(
+        lambda batch, seed: self._train_parts(batch, seed, PARTS),
+        jit_compile=jit_compile)
+    self._update_functions: Dict[Tuple[bool, bool, bool], Callable] = {}
+
+  def _groups(self) -> Dict[str, list]:
+    return {'world_model': self.world_model.trainable_variables,
+            'actor': self.actor.trainable_variables,
+            'critic': self.critic.trainable_variables}
 
   def build(self, batch: Dict[str, tf.Tensor]) -> None:
     """Creates every variable (models, optimizer slots) before compiling."""
@@ -105,87 +140,164 @@ class Learner(tf.Module):
     self.slow_critic(flat)
     for src, dst in zip(self.critic.variables, self.slow_critic.variables):
       dst.assign(src)
-    self.world_model_optimizer.build(self.world_model.trainable_variables)
-    self.actor_optimizer.build(self.actor.trainable_variables)
-    self.critic_optimizer.build(self.critic.trainable_variables)
+    if self.target.is_separate:
+      self.target.model.world_model_loss(batch)
+      self.target.model.dynamics(flat, action)
+    self.target.initialize()
+    self.layout.build(self._groups())
 
-  # -- world model ----------------------------------------------------------
+  def update_function(self, world_model: bool, actor: bool, critic: bool
+                      ) -> Callable:
+    """The compiled update of the chosen parts: fn(batch, seed) -> metrics.
 
-  def _world_model_update(self, batch, metrics):
-    variables = self.world_model.trainable_variables
-    with tf.GradientTape() as tape:
-      loss, latent, wm_metrics = self.world_model.world_model_loss(batch)
-    clip_and_apply(self.world_model_optimizer, tape, loss, variables,
-                   self._opt_settings['world_model'].clip_norm, metrics,
-                   'world_model')
-    metrics.update(wm_metrics)
-    return latent
+    (True, False, False) and (True, True, True) are `train_world_model`
+    and `train`; other subsets compile on first use, once each.
+    """
+    key = (bool(world_model), bool(actor), bool(critic))
+    if key == (True, False, False):
+      return lambda batch, seed: self.train_world_model(batch)
+    if key == (True, True, True):
+      return self.train
+    if key not in self._update_functions:
+      parts = tuple(p for p, on in zip(PARTS, key) if on)
+      self._update_functions[key] = tf.function(
+          lambda batch, seed: self._train_parts(batch, seed, parts),
+          jit_compile=self._jit_compile)
+    return self._update_functions[key]
 
-  def _train_world_model(self, batch):
+  # -- one update of some parts ---------------------------------------------
+
+  def _train_parts(self, batch, seed, parts):
+    """Updates `parts` (names from PARTS) on one batch.
+
+    The layout groups the parts into stages; each stage's losses are
+    computed under one tape and applied together, in order. Actor and
+    critic start imagining from the batch's latent states.
+    """
     metrics = {}
-    self._world_model_update(batch, metrics)
+    applied = []
+    latent = None
+    groups = self._groups()
+    if not parts:
+      return metrics
+    for stage in self.layout.stages(parts):
+      if 'world_model' not in stage and latent is None:
+        # No world-model update: its latents of the batch, as in training
+        # (recurrent representations need the whole sequence).
+        latent = self.world_model.world_model_loss(batch)[1]
+      with tf.GradientTape(persistent=True) as tape:
+        losses = {}
+        if 'world_model' in stage:
+          loss, latent, wm_metrics = self.world_model.world_model_loss(batch)
+          losses['world_model'] = loss
+          metrics.update(wm_metrics)
+        if 'actor' in stage or 'critic' in stage:
+          actor_loss, critic_loss = self._actor_critic_losses_from_batch(
+              batch, tf.stop_gradient(latent), seed, metrics)
+          if 'actor' in stage:
+            losses['actor'] = actor_loss
+          if 'critic' in stage:
+            losses['critic'] = critic_loss
+      applied += list(self.layout.apply(tape, losses, groups, metrics).values())
+      del tape
+      if 'world_model' in stage:
+        self.target.update()
+      if 'critic' in stage:
+        self._update_slow_critic()
     self.train_steps.assign_add(1)
+    metrics['learner/nonfinite'] = 1.0 - tf.cast(
+        tf.reduce_all(tf.stack(applied)), tf.float32)
     return metrics
+
+  def _actor_critic_losses_from_batch(self, batch, latent, seed, metrics):
+    """Actor and critic losses, imagining from every latent of the batch.
+
+    Args:
+      batch: the replay batch [B, T, ...].
+      latent: its latent states [B, T, D] (gradient stopped).
+    """
+    start = tf.reshape(latent, [-1, latent.shape[-1]])
+    start_alive = 1.0 - tf.reshape(
+        tf.cast(batch['is_terminal'], tf.float32), [-1])
+    real = (batch, latent) if self.uses_real_data else None
+    return self._actor_critic_losses(start, start_alive, seed, metrics, real)
 
   # -- actor and critic -----------------------------------------------------
 
-  def _train(self, batch, seed):
-    metrics = {}
-    latent = self._world_model_update(batch, metrics)
-    start = tf.stop_gradient(tf.reshape(latent, [-1, latent.shape[-1]]))
-    start_alive = 1.0 - tf.reshape(
-        tf.cast(batch['is_terminal'], tf.float32), [-1])
-    self._actor_critic_update(start, start_alive, seed, metrics)
-    self.train_steps.assign_add(1)
-    return metrics
-
   def _actor_critic_update(self, start, start_alive, seed, metrics):
-    """Imagines from `start` [N, D] and updates actor and critic.
+    """Imagines from `start` [N, D] and updates actor and critic only.
 
     `start_alive` [N] is 0 for terminal start states, whose rollouts are
-    masked out of both losses.
+    masked out of both losses. Returns {part: applied}.
     """
-    s = self.settings
-    wm = self.world_model
     with tf.GradientTape(persistent=True) as tape:
-      traj = imagine(wm.dynamics, self.actor, start, s.horizon, seed,
-                     s.sample_dynamics)
-      states = traj['states']  # [N, H+1, D]
-      rewards = wm.reward(states[:, 1:]).mean()  # [N, H]
-      continues = wm.continue_(states[:, 1:]).mean()  # [N, H]
-      discounts = s.gamma * continues
-      value_net = (self.slow_critic if s.slow_critic_fraction > 0
-                   else self.critic)
-      values = value_net(states).mean()  # [N, H+1]
-      targets = returns_lib.value_targets(
-          s.returns_type, rewards, values, discounts, lambda_=s.lambda_,
-          n=s.n_step)  # [N, H]
-      # weight_t: probability that imagined state t is still in the episode.
-      alive = tf.concat([start_alive[:, None], continues[:, :-1]], 1)
-      weights = tf.stop_gradient(tf.math.cumprod(alive, axis=1))  # [N, H]
-
-      scale = self._update_return_scale(targets)
-      baseline = values[:, :-1]
-      if s.actor_gradient == 'dynamics':
-        objective = targets / scale
-      else:
-        advantage = tf.stop_gradient((targets - baseline) / scale)
-        objective = traj['log_probs'] * advantage
-      entropy = traj['entropies']
-      actor_loss = -tf.reduce_mean(weights * (objective + s.entropy * entropy))
-
-      value_dist = self.critic(tf.stop_gradient(states[:, :-1]))
-      critic_loss = -tf.reduce_mean(
-          weights * value_dist.log_prob(tf.stop_gradient(targets)))
-
-    clip_and_apply(self.actor_optimizer, tape, actor_loss,
-                   self.actor.trainable_variables,
-                   self._opt_settings['actor'].clip_norm, metrics, 'actor')
-    clip_and_apply(self.critic_optimizer, tape, critic_loss,
-                   self.critic.trainable_variables,
-                   self._opt_settings['critic'].clip_norm, metrics, 'critic')
+      actor_loss, critic_loss = self._actor_critic_losses(
+          start, start_alive, seed, metrics)
+    applied = self.layout.apply(
+        tape, {'actor': actor_loss, 'critic': critic_loss}, self._groups(),
+        metrics)
     del tape
     self._update_slow_critic()
+    return applied
+
+  @property
+  def _value_net(self):
+    return (self.slow_critic if self.settings.slow_critic_fraction > 0
+            else self.critic)
+
+  def _actor_critic_losses(self, start, start_alive, seed, metrics,
+                           real=None):
+    """(actor loss, critic loss) from imagination (and real sequences).
+
+    Args:
+      start: [N, D] latent start states.
+      start_alive: [N], 0 for terminal start states.
+      seed: int32 [2].
+      metrics: gets the actor, critic and imagination metrics.
+      real: None, or (batch [B, T, ...], latent [B, T, D]) for the real
+        terms; the mode mixes them in (`ImaginationMode.mix`).
+    """
+    s = self.settings
+    model = self.target.model  # the world model to imagine in
+    traj = imagine(model.dynamics, self.actor, start, s.horizon, seed,
+                   s.sample_dynamics)
+    states = traj['states']  # [N, H+1, D]
+    rewards = model.reward(states[:, 1:]).mean()  # [N, H]
+    continues = model.continue_(states[:, 1:]).mean()  # [N, H]
+    discounts = s.gamma * continues
+    values = self._value_net(states).mean()  # [N, H+1]
+    targets = returns_lib.value_targets(
+        s.returns_type, rewards, values, discounts, lambda_=s.lambda_,
+        n=s.n_step)  # [N, H]
+    # weight_t: probability that imagined state t is still in the episode.
+    alive = tf.concat([start_alive[:, None], continues[:, :-1]], 1)
+    weights = tf.stop_gradient(tf.math.cumprod(alive, axis=1))  # [N, H]
+
+    scale = self._update_return_scale(targets)
+    baseline = values[:, :-1]
+    if s.actor_gradient == 'dynamics':
+      objective = targets / scale
+    else:
+      advantage = tf.stop_gradient((targets - baseline) / scale)
+      objective = traj['log_probs'] * advantage
+    entropy = traj['entropies']
+    actor_loss = -tf.reduce_mean(weights * (objective + s.entropy * entropy))
+
+    value_dist = self.critic(tf.stop_gradient(states[:, :-1]))
+    critic_loss = -tf.reduce_mean(
+        weights * value_dist.log_prob(tf.stop_gradient(targets)))
+
+    real_actor = real_critic = None
+    if real is not None:
+      real_actor, real_critic = self._real_terms(*real, scale, metrics)
+      metrics['actor/imagined_loss'] = actor_loss
+      metrics['critic/imagined_loss'] = critic_loss
+    actor_loss, critic_loss = self.mode.mix(
+        actor_loss, critic_loss, real_actor, real_critic,
+        self.critic_real_mix)
+    if real is not None:
+      metrics['learner/critic_real_weight'] = tf.convert_to_tensor(
+          self.mode.critic_real_weight(self.critic_real_mix), tf.float32)
 
     metrics.update({
         'actor/loss': actor_loss,
@@ -198,6 +310,70 @@ class Learner(tf.Module):
         'imagination/continue_mean': tf.reduce_mean(continues),
         'imagination/weight_mean': tf.reduce_mean(weights),
     })
+    return actor_loss, critic_loss
+
+  def real_value_targets(self, batch, latent):
+    """Value targets of the replayed sequences themselves.
+
+    The step format (`wm_tf.world_model`): r_{t+1} and is_terminal_{t+1}
+    belong to the transition t -> t+1, which is real unless is_first_{t+1}.
+    Over the T-1 transitions of each sequence,
+
+        rewards_t   = r_{t+1}, discounts_t = gamma (1 - is_terminal_{t+1}),
+        values      = V(s_0) ... V(s_{T-1})   (slow critic, [B, T]),
+
+    fed to the configured return estimator (`returns.type`). Where the
+    transition t -> t+1 is not real (an episode ended at t) the inputs are
+    set to reward V(s_t) and discount 0, so the target of s_t is V(s_t) and
+    earlier targets bootstrap from it instead of crossing the boundary.
+
+    Args:
+      batch: 'reward', 'is_first', 'is_terminal' [B, T].
+      latent: [B, T, D] latent states of the batch.
+
+    Returns:
+      (targets [B, T-1], weights [B, T-1], values [B, T]); weight_t is 1
+      where s_t is not terminal and the transition t -> t+1 is real.
+    """
+    s = self.settings
+    values = self._value_net(latent).mean()  # [B, T]
+    reward = tf.cast(batch['reward'], tf.float32)[:, 1:]
+    terminal = tf.cast(batch['is_terminal'], tf.float32)
+    real_step = 1.0 - tf.cast(batch['is_first'], tf.float32)[:, 1:]
+    rewards = tf.where(real_step > 0, reward, values[:, :-1])
+    discounts = real_step * s.gamma * (1.0 - terminal[:, 1:])
+    targets = returns_lib.value_targets(
+        s.returns_type, rewards, values, discounts, lambda_=s.lambda_,
+        n=s.n_step)
+    weights = real_step * (1.0 - terminal[:, :-1])
+    return targets, weights, values
+
+  def _real_terms(self, batch, latent, scale, metrics):
+    """(actor term, critic term) on the replayed sequences.
+
+    critic: -mean_t w_t log p(R_t | s_t), R_t from `real_value_targets`.
+    actor:  -mean_t w_t [log pi(a_t | s_t) sg((R_t - V(s_t)) / scale)
+                         + entropy_scale * H(pi(. | s_t))],
+    a_t the replayed action taken in s_t.
+    """
+    s = self.settings
+    latent = tf.stop_gradient(latent)
+    targets, weights, values = self.real_value_targets(batch, latent)
+    targets = tf.stop_gradient(targets)
+    states = latent[:, :-1]
+    critic_term = -tf.reduce_mean(
+        weights * self.critic(states).log_prob(targets))
+    policy = self.actor(states)
+    action = tf.cast(batch['action'], tf.float32)[:, :-1]
+    advantage = tf.stop_gradient((targets - values[:, :-1]) / scale)
+    actor_term = -tf.reduce_mean(weights * (
+        policy.log_prob(action) * advantage + s.entropy * policy.entropy()))
+    metrics.update({
+        'actor/real_loss': actor_term,
+        'critic/real_loss': critic_term,
+        'critic/real_target_mean': tf.reduce_mean(targets),
+    })
+    return actor_term, critic_term
 
   def _update_return_scale(self, targets):
     if not self.settings.return_normalization:
@@ -207,7 +383,9 @@ class Learner(tf.Module):
     ordered = tf.sort(tf.stop_gradient(flat))
     low = ordered[tf.cast(0.05 * tf.cast(n - 1, tf.float32), tf.int32)]
     high = ordered[tf.cast(0.95 * tf.cast(n - 1, tf.float32), tf.int32)]
-    self.return_scale.assign(0.99 * self.return_scale + 0.01 * (high - low))
+    new = 0.99 * self.return_scale + 0.01 * (high - low)
+    # A non-finite batch must not poison the running scale.
+    self.return_scale.assign(tf.where(_finite(new), new, self.return_scale))
     return tf.maximum(1.0, self.return_scale)
 
   def _update_slow_critic(self):

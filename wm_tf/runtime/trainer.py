@@ -70,12 +70,9 @@ class Trainer:
             for k, v in self.replay.sample(self.config.replay.batch_size).items()}
 
   def _update(self, averager: ScalarAverager) -> None:
-    batch = self._batch()
-    learner = self.agent.learner
-    if self.env_steps < self.config.warmup.steps:
-      metrics = learner.train_world_model(batch)
-    else:
-      metrics = learner.train(batch, self._seed())
+    # The warmup schedule (config `warmup`) decides what this step updates.
+    metrics = self.agent.warmup.update(self.agent.learner, self._batch,
+                                       self._seed, self.env_steps)
     averager.add(metrics)
 
   def evaluate(self) -> Dict[str, float]:
@@ -121,7 +118,9 @@ class Trainer:
     def choose(obs):
       if self.env_steps < c.run.prefill_steps:
         return collector_lib.random_actions(self.rng, self.spec, n)
-      return self.agent.policy.act(obs, self._seed()).numpy()
+      action, stats = self.agent.policy.act_with_stats(obs, self._seed())
+      averager.add(stats)  # acting/uncertain_steps with acting.uncertainty
+      return action.numpy()
 
     try:
       while self.env_steps < c.run.total_env_steps:
