@@ -28,7 +28,7 @@ setup(
     ],
     extras_require={
         'test': ['pytest>=8'],
-        'video': ['imageio>=2.30'],
+        'video': ['imageio>=2.30', 'pygame>=2.1'],  # pygame draws CartPole
         'profile': ['tensorboard-plugin-profile'],
     },
 )

@@ -2,11 +2,14 @@ r"""Trains a world-model agent.
 
   python -m launch.train --config=configs/cartpole.yaml --logdir=/tmp/run \
       --set actor.entropy=1e-3 --set run.total_env_steps=20000
+
+Running the same command again with the same --logdir resumes the run from
+its newest checkpoint.
 """
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string('config', 'configs/cartpole.yaml', 'YAML config file.')
 flags.DEFINE_string('logdir', None, 'Run directory (TensorBoard, checkpoints).')
@@ -14,7 +17,31 @@ flags.DEFINE_integer('seed', None, 'Overrides the config key seed.')
 flags.DEFINE_multi_string('set', [], 'Override: key.path=value (repeatable).')
 flags.DEFINE_bool('jit', None, 'Compile with XLA (overrides run.jit).')
 flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+flags.DEFINE_bool('allow_config_change', False,
+                  'Resume a run even if the config differs from its saved '
+                  'config.yaml (which is then replaced).')
+flags.DEFINE_bool('deterministic', False,
+                  'Deterministic TensorFlow ops and every generator seeded: '
+                  'the same seed gives the same losses (slower).')
+flags.DEFINE_string('profile_steps', None,
+                    'START,STOP: profile train steps START <= s < STOP '
+                    '(trace in LOGDIR/plugins/profile, TensorBoard Profile '
+                    'tab).')
 FLAGS = flags.FLAGS
+
+
+def _profile_steps(text):
+  """'START,STOP' -> (START, STOP), or None; raises ValueError."""
+  if not text:
+    return None
+  try:
+    start, stop = (int(x) for x in text.split(','))
+  except ValueError:
+    raise ValueError(f'--profile_steps={text!r} must be two integers '
+                     'START,STOP (train-step numbers), e.g. 100,110.') from None
+  if not 0 <= start < stop:
+    raise ValueError(f'--profile_steps={text!r} needs 0 <= START < STOP.')
+  return start, stop
 
 
 def main(argv):
@@ -30,13 +57,41 @@ def main(argv):
     overrides.append(f'run.jit={str(FLAGS.jit).lower()}')
   try:
     config = load_config(FLAGS.config, overrides)
-    logdir = FLAGS.logdir or f'logdir/{config.env.id}-seed{config.seed}'
-    from wm_tf.runtime.trainer import Trainer
-    trainer = Trainer(config, logdir, progress=FLAGS.progress)
+    profile_steps = _profile_steps(FLAGS.profile_steps)
+  except (ConfigError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  logdir = FLAGS.logdir or f'logdir/{config.env.id}-seed{config.seed}'
+  from wm_tf.runtime import trainer as trainer_lib
+  from wm_tf.runtime.checkpoints import NoUsableCheckpoint
+  if not FLAGS['verbosity'].present:
+    # TensorFlow logs every checkpoint save at INFO level.
+    logging.set_verbosity(logging.WARNING)
+  try:
+    if FLAGS.deterministic:
+      trainer_lib.make_deterministic(config.seed)
+    trainer = trainer_lib.Trainer(
+        config, logdir, progress=FLAGS.progress,
+        allow_config_change=FLAGS.allow_config_change,
+        profile_steps=profile_steps)
   except (ConfigError, UnsupportedEnvironment) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  summary = trainer.run()
+  except NoUsableCheckpoint as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  for change in trainer.config_changes:
+    print(f'config changed on resume: {change}', flush=True)
+  restored = trainer.resumed_from
+  if restored is not None:
+    print(f'resumed from {restored.path}: env step {trainer.env_steps}, '
+          f'train step {trainer.train_steps}, {trainer.episodes} episodes; '
+          f'{trainer.reloaded_steps} replay steps reloaded', flush=True)
+  try:
+    summary = trainer.run()
+  except trainer_lib.NonFiniteLossError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
   print(f'done: {summary["env_steps"]} env steps in '
         f'{summary["wall_seconds"]:.0f} s; last eval return '
         f'{summary.get("eval/return", float("nan")):.1f}; logdir {logdir}')

@@ -34,3 +34,14 @@ def write_scalars(writer, scalars: Mapping[str, float], step: int) -> None:
     for name, value in scalars.items():
       tf.summary.scalar(name, value)
   writer.flush()
+
+
+def write_histograms(writer, values: Mapping[str, np.ndarray],
+                     step: int) -> None:
+  """Writes histograms of arrays (any shape, flattened) at `step`."""
+  with writer.as_default(step=step):
+    for name, value in values.items():
+      value = np.asarray(value)
+      if value.size:
+        tf.summary.histogram(name, value.reshape(-1))
+  writer.flush()

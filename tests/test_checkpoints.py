@@ -1,0 +1,346 @@
+"""Tests for wm_tf/runtime/checkpoints.py and the Trainer's resume and
+non-finite safety net (in-process, small models, no XLA)."""
+
+import glob
+import os
+import warnings
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from conftest import SMALL_OVERRIDES
+from wm_tf.config import load_config
+from wm_tf.runtime import checkpoints
+from wm_tf.runtime.replay import list_episode_files
+from wm_tf.runtime.trainer import (NonFiniteLossError, Trainer,
+                                   update_was_nonfinite)
+
+# 60 env steps, updates from step 16 at ratio 0.5 (22 updates), the actor
+# and critic from step 30; a checkpoint every 5 train steps, 2 kept.
+RUN = list(SMALL_OVERRIDES) + [
+    'run.total_env_steps=60', 'run.prefill_steps=16', 'warmup.steps=30',
+    'run.train_ratio=0.5', 'run.eval_every=0', 'run.log_every=20',
+    'run.histogram_every=0', 'run.image_every=0', 'run.checkpoint_every=5',
+    'run.checkpoints_to_keep=2', 'replay.capacity=1000']
+
+
+def _config(*extra):
+  return load_config(None, RUN + list(extra))
+
+
+def _trainer(logdir, *extra, **kwargs):
+  return Trainer(_config(*extra), str(logdir), progress=False, **kwargs)
+
+
+def _agent_variables(trainer):
+  """{name: value} of every model, optimizer and learner variable."""
+  agent = trainer.agent
+  learner = agent.learner
+  out = {}
+  for name in ('world_model', 'actor', 'critic', 'slow_critic'):
+    for v in getattr(agent, name).variables:
+      out[f'{name}/{v.path}'] = v.numpy()
+  for name in ('world_model_optimizer', 'actor_optimizer', 'critic_optimizer'):
+    for v in getattr(learner, name).variables:
+      out[f'{name}/{v.path}'] = v.numpy()
+  for v in learner.variables:  # tf.Variables the learner holds itself
+    out[f'learner/{v.name}'] = v.numpy()
+  return out
+
+
+def _episode_files(logdir):
+  return list_episode_files(os.path.join(logdir, 'episodes'))
+
+
+def _episode_digests(logdir):
+  """Each stored episode loaded (it must load) and reduced to its bytes."""
+  digests = []
+  for _, _, length, path in _episode_files(logdir):
+    with np.load(path) as data:
+      assert len(data['is_last']) == length, path
+      assert data['is_last'][-1] and data['is_first'][0], path
+      digests.append(b''.join(data[k].tobytes() for k in sorted(data.files)))
+  return digests
+
+
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+  """A finished 60-step run: (logdir, its trainer)."""
+  logdir = tmp_path_factory.mktemp('checkpoints') / 'run'
+  trainer = _trainer(logdir)
+  trainer.run()
+  return str(logdir), trainer
+
+
+# ---------------------------------------------------------------------------
+# Saving and restoring.
+# ---------------------------------------------------------------------------
+
+
+def test_run_keeps_the_newest_checkpoints(finished):
+  logdir, trainer = finished
+  steps = trainer.train_steps
+  assert abs(steps - 22) <= 1
+  names = sorted(os.path.basename(p) for p in glob.glob(
+      os.path.join(logdir, 'checkpoints', 'ckpt-*.index')))
+  # Saved every 5 train steps and at the end; the newest 2 kept.
+  saved = sorted(set(range(5, steps + 1, 5)) | {steps})
+  assert names == sorted(f'ckpt-{n}.index' for n in saved[-2:])
+  assert tf.train.latest_checkpoint(
+      os.path.join(logdir, 'checkpoints')).endswith(f'ckpt-{steps}')
+
+
+def test_resume_restores_every_variable_and_the_run_state(finished):
+  logdir, trainer = finished
+  before = _agent_variables(trainer)
+  # Trained weights, not the initial ones (else restoring proves nothing):
+  # a new run of the same seed starts from the initial ones.
+  fresh = _trainer(os.path.join(logdir, '..', 'fresh'))
+  initial = _agent_variables(fresh)
+  changed = [k for k in before if not np.array_equal(before[k], initial[k])]
+  for part in ('world_model/', 'actor/', 'critic/', 'slow_critic/',
+               'world_model_optimizer/', 'actor_optimizer/'):
+    assert any(k.startswith(part) for k in changed), part
+  # The slow critic's hidden layers, which its object graph misses.
+  assert any(k.startswith('slow_critic/') and '/mlp/' in k for k in changed)
+
+  resumed = _trainer(logdir)
+  after = _agent_variables(resumed)
+  assert sorted(after) == sorted(before)
+  differing = [k for k in before if not np.array_equal(before[k], after[k])]
+  assert differing == []
+  assert resumed.resumed_from.number == trainer.train_steps
+  for name in ('env_steps', 'episodes', 'updates_due', 'last_log'):
+    assert getattr(resumed, name) == getattr(trainer, name), name
+  assert resumed.env_steps == 60
+  # Generators continue where they stopped.
+  np.testing.assert_array_equal(resumed.seeds.state.numpy(),
+                                trainer.seeds.state.numpy())
+  assert resumed.rng.random() == trainer.rng.random()
+  assert resumed.replay.rng.random() == trainer.replay.rng.random()
+  # Every stored episode went back into the replay.
+  assert resumed.reloaded_steps == sum(
+      length for _, _, length, _ in _episode_files(logdir))
+
+
+def test_a_new_directory_starts_fresh(tmp_path):
+  trainer = _trainer(tmp_path / 'run')
+  assert trainer.resumed_from is None and trainer.env_steps == 0
+  assert trainer.reloaded_steps == 0
+
+
+def test_checkpoint_holds_the_config_and_named_values(finished):
+  logdir, trainer = finished
+  reader = tf.train.load_checkpoint(
+      tf.train.latest_checkpoint(os.path.join(logdir, 'checkpoints')))
+  keys = reader.get_variable_to_shape_map()
+  config_key, = [k for k in keys if k.startswith('values/config/')]
+  assert reader.get_tensor(config_key).decode() == trainer.config_text
+  env_key, = [k for k in keys if k.startswith('values/env_steps/')]
+  assert reader.get_tensor(env_key) == 60
+
+
+# ---------------------------------------------------------------------------
+# Damaged checkpoints.
+# ---------------------------------------------------------------------------
+
+
+def _copy_run(src, dst):
+  import shutil
+  shutil.copytree(src, dst)
+  return str(dst)
+
+
+def _damage(prefix, part):
+  if part == 'data':
+    path, = glob.glob(prefix + '.data-*')
+    data = bytearray(open(path, 'rb').read())
+    for i in range(0, len(data), 97):
+      data[i] ^= 0xFF
+    open(path, 'wb').write(bytes(data))
+  elif part == 'index':
+    with open(prefix + '.index', 'r+b') as f:
+      f.truncate(20)
+  else:
+    for path in glob.glob(prefix + '.*'):
+      os.remove(path)
+
+
+@pytest.mark.parametrize('part', ['data', 'index', 'missing'])
+def test_damaged_newest_checkpoint_falls_back_to_the_one_before(
+    finished, tmp_path, part):
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  directory = os.path.join(logdir, 'checkpoints')
+  manager = checkpoints.RunCheckpoint(directory, finished[1].agent)
+  newest, previous = manager.candidates()
+  _damage(newest, part)
+  with pytest.warns(RuntimeWarning, match='cannot be read.*falling back'):
+    resumed = _trainer(logdir)
+  assert resumed.resumed_from.path == previous
+  assert resumed.train_steps == checkpoints.checkpoint_number(previous)
+  # The damaged files are set aside, and TF's state names the good one.
+  assert tf.train.latest_checkpoint(directory) == previous
+  if part != 'missing':
+    assert glob.glob(os.path.join(
+        directory, 'corrupt-' + os.path.basename(newest) + '.*'))
+  if part == 'data':  # training goes on and saves again
+    resumed.run()
+    assert tf.train.latest_checkpoint(directory).endswith(
+        f'ckpt-{resumed.train_steps}')
+
+
+def test_every_checkpoint_damaged_is_an_error(finished, tmp_path):
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  manager = checkpoints.RunCheckpoint(
+      os.path.join(logdir, 'checkpoints'), finished[1].agent)
+  for prefix in manager.candidates():
+    _damage(prefix, 'index')
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    with pytest.raises(checkpoints.NoUsableCheckpoint,
+                       match='None of the checkpoints'):
+      _trainer(logdir)
+
+
+def test_unreadable_state_file_lists_the_directory(finished, tmp_path):
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  with open(os.path.join(logdir, 'checkpoints', 'checkpoint'), 'w') as f:
+    f.write('model_checkpoint_path: {{{ not a proto')
+  with pytest.warns(RuntimeWarning, match='state file'):
+    resumed = _trainer(logdir)
+  assert resumed.train_steps == finished[1].train_steps
+
+
+# ---------------------------------------------------------------------------
+# The saved config.
+# ---------------------------------------------------------------------------
+
+
+def test_config_differences_lists_changed_added_and_removed_keys():
+  saved = {'run': {'jit': True, 'seed': 1}, 'actor': {'entropy': 0.1}}
+  current = {'run': {'jit': False, 'seed': 1}, 'critic': {'units': 3}}
+  assert checkpoints.config_differences(saved, current) == [
+      "actor.entropy: 0.1 -> '(absent)'",
+      "critic.units: '(absent)' -> 3",
+      'run.jit: True -> False',
+  ]
+
+
+def test_changed_config_is_refused_with_the_differing_keys(finished):
+  logdir, _ = finished
+  saved = open(os.path.join(logdir, 'config.yaml')).read()
+  with pytest.raises(checkpoints.ConfigMismatch) as error:
+    _trainer(logdir, 'actor.entropy=0.5', 'run.total_env_steps=80')
+  message = str(error.value)
+  assert 'actor.entropy: 0.003 -> 0.5' in message or (
+      'actor.entropy' in message and '0.5' in message)
+  assert 'run.total_env_steps: 60 -> 80' in message
+  assert '--allow_config_change' in message
+  assert open(os.path.join(logdir, 'config.yaml')).read() == saved
+
+
+def test_allowed_config_change_resumes_and_replaces_the_config(finished,
+                                                               tmp_path):
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  files_before = _episode_digests(logdir)
+  trainer = _trainer(logdir, 'run.total_env_steps=100',
+                     allow_config_change=True)
+  assert trainer.config_changes == ['run.total_env_steps: 60 -> 100']
+  assert load_config(os.path.join(logdir, 'config.yaml')) == trainer.config
+  assert trainer.env_steps == 60
+  trainer.run()
+  assert trainer.env_steps == 100
+  digests = _episode_digests(logdir)
+  # Old episodes kept as they were; no episode stored twice.
+  assert digests[:len(files_before)] == files_before
+  assert len(set(digests)) == len(digests)
+  indices = [index for index, _, _, _ in _episode_files(logdir)]
+  assert indices == list(range(len(indices)))
+
+
+def test_keys_added_to_the_schema_since_the_run_take_their_defaults(
+    finished, tmp_path):
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  path = os.path.join(logdir, 'config.yaml')
+  text = open(path).read()
+  # A run saved before run.max_nonfinite_in_a_row existed.
+  lines = [line for line in text.splitlines()
+           if not line.strip().startswith('max_nonfinite_in_a_row:')]
+  open(path, 'w').write('\n'.join(lines) + '\n')
+  config = load_config(None, RUN)
+  assert checkpoints.check_saved_config(logdir, config) == []
+
+
+# ---------------------------------------------------------------------------
+# Non-finite losses.
+# ---------------------------------------------------------------------------
+
+
+def test_update_was_nonfinite_reads_the_flag_or_the_losses():
+  assert update_was_nonfinite({'learner/nonfinite': tf.constant(1.0),
+                               'world_model/loss': tf.constant(2.0)})
+  assert not update_was_nonfinite({'learner/nonfinite': 0.0,
+                                   'world_model/grad_norm': np.nan})
+  # Without the learner's flag, any '*/loss' metric decides.
+  assert update_was_nonfinite({'actor/loss': np.inf, 'critic/loss': 1.0})
+  assert update_was_nonfinite({'world_model/loss': tf.constant(np.nan)})
+  assert not update_was_nonfinite({'world_model/loss': 1.0,
+                                   'actor/entropy': np.nan})
+
+
+def test_nonfinite_updates_are_skipped_then_stop_the_run(tmp_path):
+  """Updates 3 and 6 are non-finite (isolated: counted, training goes on);
+  from update 13 on every one is, and the third in a row stops the run.
+
+  The non-finite calls report what the learner's guard reports for a
+  skipped update and leave the weights alone.
+  """
+  logdir = str(tmp_path / 'run')
+  # World model only (warmup past the end): one function to trace.
+  trainer = _trainer(logdir, 'run.max_nonfinite_in_a_row=3',
+                     'run.log_every=1', 'warmup.steps=1000')
+  learner = trainer.agent.learner
+  calls = [0]
+
+  def wrap(fn):
+    def wrapped(*args):
+      calls[0] += 1
+      if calls[0] in (3, 6) or calls[0] >= 13:
+        return {'world_model/loss': tf.constant(1.0),
+                'learner/nonfinite': tf.constant(1.0)}
+      return fn(*args)
+    return wrapped
+
+  learner.train_world_model = wrap(learner.train_world_model)
+  learner.train = wrap(learner.train)
+  with pytest.raises(NonFiniteLossError) as error:
+    trainer.run()
+  message = str(error.value)
+  assert '3 updates in a row had a non-finite loss' in message
+  assert 'run.max_nonfinite_in_a_row=3' in message
+  assert calls[0] == 15 and trainer.nonfinite_total == 5
+  # 10 real updates: checkpoints at 5 and 10, none after the first bad one.
+  directory = os.path.join(logdir, 'checkpoints')
+  newest = tf.train.latest_checkpoint(directory)
+  assert newest.endswith('ckpt-10') and 'ckpt-10' in message
+  assert sorted(os.path.basename(p) for p in glob.glob(
+      os.path.join(directory, 'ckpt-*.index'))) == [
+          'ckpt-10.index', 'ckpt-5.index']
+  # Skips were logged, and the averaged losses stayed finite.
+  trainer.writer.flush()
+  acc = event_accumulator.EventAccumulator(
+      logdir, size_guidance={event_accumulator.TENSORS: 0})
+  acc.Reload()
+  count = [float(tf.make_ndarray(e.tensor_proto))
+           for e in acc.Tensors('train/nonfinite_updates')]
+  assert count == sorted(count) and count[-1] >= 2
+  assert all(np.isfinite(float(tf.make_ndarray(e.tensor_proto)))
+             for e in acc.Tensors('world_model/loss'))
+  # The checkpoint restores, with finite weights.
+  resumed = _trainer(logdir, 'run.max_nonfinite_in_a_row=3',
+                     'run.log_every=1', 'warmup.steps=1000')
+  assert resumed.train_steps == 10
+  for v in resumed.agent.world_model.variables:
+    assert np.all(np.isfinite(v.numpy())), v.path

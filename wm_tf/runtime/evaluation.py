@@ -1,0 +1,239 @@
+"""Evaluating a trained policy: episode returns, and a video of episodes.
+
+The policy comes from a run directory (its newest readable checkpoint) or
+from a SavedModel written by `launch.export`; either way it is called
+through the same tensor-only function (see `wm_tf.runtime.export`):
+
+    action(observation [1, O], state [1, S], deterministic [], seed [2])
+      -> {'action': env action [1] or [1, A], 'next_state': [1, S], ...}
+    initial_state(batch_size []) -> {'state': [batch_size, S]}
+
+Episodes run one after another in a single environment, which renders
+(`render_mode='rgb_array'`) when a video is asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Dict, List, Optional
+
+import gymnasium as gym
+import numpy as np
+import tensorflow as tf
+
+from wm_tf import config as config_lib
+from wm_tf.agent.builder import build_agent
+from wm_tf.runtime import checkpoints as checkpoints_lib
+from wm_tf.runtime.environments import (UnsupportedEnvironment, inspect_env,
+                                        make_env)
+
+
+class EvaluationError(ValueError):
+  """A policy, environment or video that cannot be evaluated or written."""
+
+
+@dataclasses.dataclass
+class LoadedPolicy:
+  """A policy to evaluate, whatever it was loaded from."""
+  action: Callable[..., Dict[str, tf.Tensor]]
+  initial_state: Callable[..., Dict[str, tf.Tensor]]
+  observation_dim: int
+  env_id: Optional[str]  # known for a run directory, not a SavedModel
+  max_episode_steps: Optional[int]
+  source: str  # what was loaded, for messages
+  owner: object = None  # keeps a loaded SavedModel (its variables) alive
+
+
+def policy_from_run(logdir: str) -> LoadedPolicy:
+  """Rebuilds a run's agent and restores its newest readable checkpoint."""
+  # Imported here: export wires the serving functions we reuse.
+  from wm_tf.runtime.export import ServingPolicy
+  config_path = os.path.join(logdir, 'config.yaml')
+  if not os.path.isfile(config_path):
+    raise EvaluationError(
+        f'{logdir!r} has no config.yaml; --logdir must be a run directory '
+        'written by launch.train.')
+  try:
+    config = config_lib.load_config(config_path)
+    spec = inspect_env(config.env.id, config.env.max_episode_steps)
+  except (config_lib.ConfigError, UnsupportedEnvironment) as e:
+    raise EvaluationError(f'Cannot rebuild the agent of {logdir!r}: {e}'
+                          ) from None
+  agent = build_agent(config, spec)
+  checkpoints = checkpoints_lib.RunCheckpoint(
+      os.path.join(logdir, 'checkpoints'), agent)
+  try:
+    restored = checkpoints.restore_newest()
+  except checkpoints_lib.NoUsableCheckpoint as e:
+    raise EvaluationError(str(e)) from None
+  if restored is None:
+    raise EvaluationError(
+        f'{logdir!r} has no checkpoint yet; the trainer writes one every '
+        'run.checkpoint_every train steps and at the end of the run.')
+  serving = ServingPolicy(agent.world_model, agent.actor, spec,
+                          config.representation_learner.type)
+  return LoadedPolicy(serving.action, serving.initial_state,
+                      spec.observation_dim, config.env.id,
+                      config.env.max_episode_steps, restored.path)
+
+
+def policy_from_saved_model(path: str) -> LoadedPolicy:
+  """Loads a SavedModel written by `launch.export`."""
+  if not os.path.isdir(path):
+    raise EvaluationError(f'SavedModel directory {path!r} does not exist.')
+  try:
+    model = tf.saved_model.load(path)
+  except (OSError, ValueError, tf.errors.OpError) as e:
+    raise EvaluationError(f'{path!r} is not a loadable SavedModel: {e}'
+                          ) from None
+  signatures = getattr(model, 'signatures', {})
+  missing = [name for name in ('serving_default', 'initial_state',
+                               'metadata') if name not in signatures]
+  if missing:
+    raise EvaluationError(
+        f'SavedModel {path!r} lacks the signature(s) {missing}; export it '
+        'with launch.export.')
+  action = signatures['serving_default']
+  metadata = signatures['metadata']()
+
+  def act(observation, state, deterministic, seed):
+    return action(observation=observation, state=state,
+                  deterministic=deterministic, seed=seed)
+
+  def initial_state(batch_size):
+    return signatures['initial_state'](batch_size=batch_size)
+
+  return LoadedPolicy(act, initial_state,
+                      int(metadata['observation_dim'].numpy()), None, None,
+                      path, owner=model)
+
+
+def _env_action(output: tf.Tensor):
+  action = output.numpy()[0]
+  return int(action) if action.ndim == 0 else action
+
+
+def run_episodes(policy: LoadedPolicy, env_id: str, episodes: int, seed: int,
+                 max_episode_steps: Optional[int] = None,
+                 deterministic: bool = True,
+                 on_frame: Optional[Callable[[np.ndarray], None]] = None,
+                 record_episodes: int = 0) -> np.ndarray:
+  """Plays `episodes` episodes; returns their returns, float64 [episodes].
+
+  Episode i resets with seed `seed + i`. With `on_frame`, the first
+  `record_episodes` episodes are rendered and each frame [H, W, 3] uint8
+  is passed to it.
+
+  Raises:
+    EvaluationError: the environment does not fit the policy, or cannot
+      render.
+  """
+  render = on_frame is not None and record_episodes > 0
+  if render:
+    # rgb_array frames are drawn off-screen; without this, SDL (pygame)
+    # probes for a display and prints errors where there is none.
+    os.environ.setdefault('SDL_VIDEODRIVER', 'dummy')
+  try:
+    env = make_env(env_id, max_episode_steps,
+                   render_mode='rgb_array' if render else None)
+  except UnsupportedEnvironment as e:
+    raise EvaluationError(str(e)) from None
+  try:
+    if render and 'rgb_array' not in env.metadata.get('render_modes', []):
+      raise EvaluationError(
+          f'{env_id} cannot render images (its render modes are '
+          f'{env.metadata.get("render_modes", [])}); run without --video.')
+    shape = env.observation_space.shape
+    if shape != (policy.observation_dim,):
+      raise EvaluationError(
+          f'The policy from {policy.source} takes observations of size '
+          f'{policy.observation_dim}, but {env_id} gives shape {shape}.')
+    returns = np.zeros(episodes)
+    for i in range(episodes):
+      observation, _ = env.reset(seed=seed + i)
+      state = policy.initial_state(tf.constant(1))['state']
+      recording = render and i < record_episodes
+      if recording:
+        on_frame(_render(env, env_id))
+      done, t = False, 0
+      while not done:
+        out = policy.action(
+            tf.constant(np.asarray(observation, np.float32)[None]), state,
+            tf.constant(deterministic), tf.constant([seed + i, t], tf.int32))
+        state = out['next_state']
+        observation, reward, terminated, truncated, _ = env.step(
+            _env_action(out['action']))
+        returns[i] += float(reward)
+        done = terminated or truncated
+        t += 1
+        if recording:
+          on_frame(_render(env, env_id))
+    return returns
+  finally:
+    env.close()
+
+
+def _render(env, env_id: str) -> np.ndarray:
+  try:
+    return np.asarray(env.render(), np.uint8)
+  except gym.error.DependencyNotInstalled as e:
+    raise EvaluationError(
+        f'Rendering {env_id} needs pygame, which is not installed ({e}). '
+        "Install the video extra: pip install -e '.[video]' (or pip install "
+        'pygame), or run without --video.') from None
+
+
+class VideoWriter:
+  """Appends frames to a GIF or MP4 (by the file suffix) with imageio.
+
+  The file is opened at the first frame, so a failed evaluation leaves any
+  earlier video in place. Frames are shrunk by an integer factor so the
+  longer side is at most `max_side` pixels (GIFs of full-size frames grow
+  large quickly).
+  """
+
+  def __init__(self, path: str, fps: int = 30, max_side: int = 320):
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in ('.gif', '.mp4'):
+      raise EvaluationError(
+          f'Video path {path!r} must end in .gif or .mp4.')
+    try:
+      import imageio.v2 as imageio
+      from PIL import Image  # installed with imageio
+      if suffix == '.mp4':
+        import imageio_ffmpeg  # noqa: F401  (imageio's MP4 backend)
+    except ImportError as e:
+      raise EvaluationError(
+          f'Cannot write {path!r}: {e.name} is not installed. pip install '
+          f"-e '.[video]' for GIFs; MP4 also needs imageio-ffmpeg.") from None
+    self._open = lambda: imageio.get_writer(
+        path, **({'duration': 1000 / fps, 'loop': 0} if suffix == '.gif'
+                 else {'fps': fps, 'macro_block_size': 1}))
+    self._image = Image
+    self._writer = None
+    self.path = path
+    self.max_side = max_side
+    self.frames = 0
+
+  def add(self, frame: np.ndarray) -> None:
+    if self._writer is None:
+      os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+      self._writer = self._open()
+    factor = -(-max(frame.shape[:2]) // self.max_side)
+    if factor > 1:  # box-filter averaging keeps thin lines visible
+      frame = np.asarray(self._image.fromarray(frame).reduce(factor))
+    self._writer.append_data(frame)
+    self.frames += 1
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+
+
+def summarize(returns: np.ndarray) -> str:
+  """'N episodes: return mean M, std S (min, max)'."""
+  return (f'{len(returns)} episodes: return mean {returns.mean():.2f}, '
+          f'std {returns.std():.2f} (min {returns.min():.2f}, max '
+          f'{returns.max():.2f})')
+

@@ -1,0 +1,148 @@
+"""Pictures for TensorBoard: open-loop predictions of the world model.
+
+From a real replay sequence, the world model encodes the first observation
+only, then rolls its dynamics forward with the actions that were really
+taken, and decodes every predicted latent state:
+
+    z_0 = encode(o_0)        z_{t+1} = mean dynamics(z_t, a_t)
+    prediction_t = mean decoder(z_t)      compared with the true o_t
+
+A good model keeps the predicted curves on the true ones for many steps;
+how soon they part shows how far imagination can be trusted.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# At most this many subplots; wider observations share them.
+MAX_SUBPLOTS = 8
+
+
+def open_loop_prediction(world_model, observation: np.ndarray,
+                         action: np.ndarray) -> np.ndarray:
+  """Decoded open-loop predictions along one real sequence.
+
+  Args:
+    world_model: a `wm_tf.world_model.WorldModel`.
+    observation: true observations [T, O]; only o_0 is encoded.
+    action: actions taken [T, A]; a_t leads from step t to t+1.
+
+  Returns:
+    Predicted observations [T, O]; row 0 is the reconstruction of o_0.
+  """
+  latent = world_model.encode(tf.convert_to_tensor(observation[:1]))  # [1, D]
+  latents = [latent]
+  for t in range(len(observation) - 1):
+    latent = world_model.dynamics(latent, action[t:t + 1]).mean()
+    latents.append(latent)
+  return world_model.decoder(tf.concat(latents, 0)).mean().numpy()
+
+
+def longest_episode_span(is_first: np.ndarray) -> Tuple[int, int, int]:
+  """The longest run of steps of a [B, T] batch inside one episode.
+
+  A new episode starts where is_first is true (past step 0), and the
+  dynamics never predict across that boundary.
+
+  Returns:
+    (row b, start t0, stop t1): steps t0 <= t < t1 of row b.
+  """
+  best = (0, 0, 1)
+  for b, flags in enumerate(np.asarray(is_first, bool)):
+    bounds = [0] + [t for t in range(1, len(flags)) if flags[t]] + [
+        len(flags)]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+      if stop - start > best[2] - best[1]:
+        best = (b, start, stop)
+  return best
+
+
+def observation_groups(observation_dim: int,
+                       max_subplots: int = MAX_SUBPLOTS) -> List[np.ndarray]:
+  """Splits observation indices into at most `max_subplots` groups."""
+  count = min(observation_dim, max_subplots)
+  return np.array_split(np.arange(observation_dim), count)
+
+
+def prediction_figure(true: np.ndarray, predicted: np.ndarray,
+                      title: str = '') -> np.ndarray:
+  """Draws true (solid) against predicted (dashed) observations.
+
+  One subplot per group of observation dimensions (see
+  `observation_groups`); time on the x axis.
+
+  Args:
+    true, predicted: [T, O].
+    title: figure title.
+
+  Returns:
+    The figure as an RGB image, uint8 [H, W, 3].
+  """
+  groups = observation_groups(true.shape[1])
+  columns = min(len(groups), 4)
+  rows = -(-len(groups) // columns)
+  figure = Figure(figsize=(3.2 * columns, 2.4 * rows), dpi=80)
+  canvas = FigureCanvasAgg(figure)
+  steps = np.arange(len(true))
+  for i, group in enumerate(groups):
+    axes = figure.add_subplot(rows, columns, i + 1)
+    for j, dim in enumerate(group):
+      color = f'C{j % 10}'
+      axes.plot(steps, true[:, dim], color=color, label=f'true [{dim}]')
+      axes.plot(steps, predicted[:, dim], color=color, linestyle='--',
+                label=f'predicted [{dim}]')
+    axes.set_title(f'observation {_group_name(group)}', fontsize=9)
+    axes.set_xlabel('step', fontsize=8)
+    axes.tick_params(labelsize=7)
+    if i == 0:
+      axes.legend(fontsize=6, loc='best')
+  if title:
+    figure.suptitle(title, fontsize=10)
+  figure.tight_layout()
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _group_name(group: np.ndarray) -> str:
+  if len(group) == 1:
+    return f'[{group[0]}]'
+  return f'[{group[0]}:{group[-1] + 1}]'
+
+
+def write_open_loop_image(writer, world_model, batch: Dict[str, np.ndarray],
+                          step: int) -> Optional[float]:
+  """Writes 'open_loop/observations' (image) and 'open_loop/mse' (scalar).
+
+  Uses the longest single-episode stretch of the batch.
+
+  Args:
+    writer: a tf.summary writer.
+    world_model: the `WorldModel`.
+    batch: a replay batch: 'observation' [B, T, O], 'action' [B, T, A],
+      'is_first' [B, T].
+    step: the summary step (env steps).
+
+  Returns:
+    The mean squared prediction error, or None if no stretch has 2 steps.
+  """
+  b, start, stop = longest_episode_span(np.asarray(batch['is_first']))
+  if stop - start < 2:
+    return None
+  true = np.asarray(batch['observation'][b, start:stop], np.float32)
+  action = np.asarray(batch['action'][b, start:stop], np.float32)
+  predicted = open_loop_prediction(world_model, true, action)
+  mse = float(np.mean(np.square(predicted - true)))
+  image = prediction_figure(
+      true, predicted, f'open-loop prediction from step {start} (env step '
+      f'{step}); solid: true, dashed: predicted')
+  with writer.as_default(step=step):
+    tf.summary.image('open_loop/observations', image[None])
+    tf.summary.scalar('open_loop/mse', mse)
+  writer.flush()
+  return mse
