@@ -51,9 +51,6 @@ def test_unknown_id_suggests_close_match():
   assert 'env.id' in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gym.make raises ModuleNotFoundError for 'module:Env' ids, which "
-    'make_env does not turn into UnsupportedEnvironment (a traceback).'))
 def test_id_with_missing_module_is_unsupported_environment():
   with pytest.raises(UnsupportedEnvironment, match='no_such_module'):
     inspect_env('no_such_module:Thing-v0')
@@ -61,9 +58,6 @@ def test_id_with_missing_module_is_unsupported_environment():
 
 @pytest.mark.skipif(importlib.util.find_spec('Box2D') is not None,
                     reason='Box2D is installed here')
-@pytest.mark.xfail(strict=True, reason=(
-    'A registered id whose extra dependency is missing is reported as an '
-    "'Unknown environment id' that suggests itself."))
 def test_missing_dependency_is_not_called_unknown_id():
   with pytest.raises(UnsupportedEnvironment) as info:
     inspect_env('LunarLander-v3')

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from typing import Any, Literal, Optional, Sequence, Tuple
 
@@ -364,7 +365,16 @@ _RANGES = (
     ('replay.capacity', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.batch_size', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.sequence_length', lambda v: v >= 2, 'an integer >= 2'),
-)
+) + tuple(
+    (f'optimizers.{part}.{key}', check, allowed)
+    for part in ('world_model', 'actor', 'critic')
+    for key, check, allowed in (
+        ('learning_rate', lambda v: math.isfinite(v) and v >= 0,
+         'a finite number >= 0'),
+        ('clip_norm', lambda v: math.isfinite(v) and v > 0,
+         'a finite number > 0'),
+        ('epsilon', lambda v: math.isfinite(v) and v > 0,
+         'a finite number > 0')))
 
 
 def _yaml_name(field_name: str) -> str:
@@ -581,6 +591,14 @@ def _check_agent_options(config: Config) -> None:
     raise ConfigError(
         "Config keys warmup.type='gradual' and warmup.steps=0 conflict: the "
         'real-return mix falls to 0 over warmup.steps, which must be >= 1.')
+  if (config.optimizers.type == 'single' and
+      config.world_model.target != 'none'):
+    raise ConfigError(
+        "Config keys optimizers.type='single' and world_model.target="
+        f"{config.world_model.target!r} conflict: 'single' lets the actor "
+        'loss train the world model through imagination, but with a target '
+        'the actor imagines in the target world model, which no optimizer '
+        "trains. Use world_model.target='none' or another optimizers.type.")
   mpc = config.mpc
   if mpc.method == 'cem' and mpc.elites > mpc.samples:
     raise ConfigError(
@@ -684,3 +702,53 @@ def load_config(path: Optional[str] = None,
     key, value = parse_override(text)
     _set_path(data, key, value)
   return from_dict(data)
+
+
+def reference_rows(cls: type = Config, prefix: str = '') -> list:
+  """(yaml key path, default, comment) for every leaf key, in schema order.
+
+  The comment is the one written beside the field in this module (the
+  schema is its own documentation); `python -m wm_tf.config` prints them as
+  the README's markdown table.
+  """
+  import inspect
+  import re
+  comments = {}
+  for klass in reversed(cls.__mro__):
+    if not dataclasses.is_dataclass(klass):
+      continue
+    pending = []
+    for line in inspect.getsource(klass).splitlines():
+      stripped = line.strip()
+      if stripped.startswith('#'):
+        pending.append(stripped.lstrip('#').strip())
+        continue
+      match = re.match(r'(\w+)\s*:[^#]*?(?:#\s*(.*))?$', stripped)
+      if match and not stripped.startswith(('def ', 'class ', '@')):
+        text = ' '.join(pending + ([match.group(2)] if match.group(2) else []))
+        if text:
+          comments[match.group(1)] = text
+      pending = []
+  rows = []
+  instance = cls()
+  for field in dataclasses.fields(cls):
+    path = prefix + _yaml_name(field.name)
+    value = getattr(instance, field.name)
+    if dataclasses.is_dataclass(value):
+      rows.extend(reference_rows(type(value), path + '.'))
+    else:
+      rows.append((path, value, comments.get(field.name, '')))
+  return rows
+
+
+def reference_markdown() -> str:
+  lines = ['| key | default | meaning |', '| --- | --- | --- |']
+  for path, default, comment in reference_rows():
+    shown = yaml.safe_dump(default, default_flow_style=True).strip()
+    shown = shown.removesuffix('...').strip()
+    lines.append(f'| `{path}` | `{shown}` | {comment} |')
+  return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  print(reference_markdown())

@@ -32,7 +32,7 @@ def normal(loc: tf.Tensor, scale) -> tfd.Distribution:
 class StraightThroughOneHot(tfd.OneHotCategorical):
   """One-hot categorical whose samples carry the gradient of the probs.
 
-  sample = one_hot + probs - stop_gradient(probs): the forward value is the
+  sample = one_hot + (probs - stop_gradient(probs)): the forward value is the
   one-hot vector, the backward pass sees d sample / d probs = identity.
   """
 
@@ -48,7 +48,7 @@ class StraightThroughOneHot(tfd.OneHotCategorical):
   def _sample_n(self, n, seed=None):
     sample = super()._sample_n(n, seed=seed)
     probs = tf.nn.softmax(self.logits, axis=-1)
-    return sample + probs - tf.stop_gradient(probs)
+    return sample + (probs - tf.stop_gradient(probs))  # exactly one-hot
 
   def deterministic_action(self):
     """The most likely action as a one-hot vector [..., A]."""

@@ -49,7 +49,11 @@ def make_env(env_id: str, max_episode_steps: Optional[int] = None,
     kwargs['render_mode'] = render_mode
   try:
     return gym.make(env_id, **kwargs)
-  except gym.error.Error as e:
+  except gym.error.DependencyNotInstalled as e:
+    raise UnsupportedEnvironment(
+        f'Environment {env_id!r} (config key env.id) needs a package that is '
+        f'not installed: {e}') from None
+  except (gym.error.Error, ModuleNotFoundError) as e:
     raise UnsupportedEnvironment(_unknown_id_message(env_id, e)) from None
 
 
