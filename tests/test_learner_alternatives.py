@@ -26,6 +26,8 @@ from wm_tf.agent.warmup import WARMUPS
 from wm_tf.config import ConfigError, load_config
 from wm_tf.runtime.environments import EnvSpec
 
+CARTPOLE = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+                   discrete=True)
 PENDULUM = EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
                    discrete=False, low=(-2.0,), high=(2.0,))
 
@@ -128,6 +130,8 @@ def test_registry_keys_are_the_config_choices(registry, section, field):
      "acting.uncertainty=true and dynamics.std='fixed'"),
     (['acting.uncertainty=true', 'dynamics.type=deterministic'],
      "acting.uncertainty=true and dynamics.type='deterministic' conflict"),
+    (['optimizers.type=single', 'world_model.target=ema'],
+     "optimizers.type='single' and world_model.target='ema' conflict"),
     (['mpc.elites=300', 'mpc.samples=64'],
      'mpc.elites and mpc.samples conflict'),
     (['imagination.real_ratio=2'], "'imagination.real_ratio' has value 2.0"),
@@ -393,17 +397,17 @@ MPC_SMALL = ['mpc.samples=8', 'mpc.horizon=2', 'mpc.iterations=2',
 
 # Together the cases run each type of each family at least once.
 CASES = {
-    'backprop-simple-separate-none': (
-        cartpole_spec_ := EnvSpec('CartPole-v1', 4, 2, True),
-        ['warmup.type=simple', 'warmup.steps=10']),
-    'dyna-gradual-single-copy-uncertain-symlog': (
-        cartpole_spec_,
+    'backprop-simple-separate-copy': (
+        CARTPOLE,
+        ['warmup.type=simple', 'warmup.steps=10', 'world_model.target=copy',
+         'world_model.target_every=1']),
+    'dyna-gradual-single-none-uncertain-symlog': (
+        CARTPOLE,
         ['imagination.mode=dyna', 'warmup.type=gradual', 'warmup.steps=100',
-         'optimizers.type=single', 'world_model.target=copy',
-         'world_model.target_every=1', 'acting.uncertainty=true',
+         'optimizers.type=single', 'acting.uncertainty=true',
          'acting.uncertainty_threshold=0.01', 'imagination.symlog=true']),
     'mpc-phased-masked-ema': (
-        cartpole_spec_,
+        CARTPOLE,
         ['imagination.mode=mpc', 'mpc.method=cem', 'warmup.type=phased',
          'warmup.phases=[{end_step: 10, world_model_updates: 1, '
          'critic_updates: 1}]', 'optimizers.type=masked',
