@@ -149,8 +149,8 @@ class WorldModelConfig:
   # `target_every` world-model updates; 'ema' an exponential moving average,
   # target <- (1 - target_tau) * target + target_tau * online, every update.
   target: Literal['none', 'copy', 'ema'] = 'none'
-  target_every: int = 100
-  target_tau: float = 0.01
+  target_every: int = 100  # 'copy': world-model updates between refreshes
+  target_tau: float = 0.01  # 'ema': weight of the online model per update
 
 
 @dataclasses.dataclass
@@ -205,8 +205,12 @@ class ImaginationConfig:
 
 @dataclasses.dataclass
 class MPCConfig:
-  # Planning in the world model, used by imagination.mode=mpc and by
-  # acting.fallback=mpc. Actions need a Discrete or bounded Box space.
+  """Planning in the world model (imagination.mode=mpc, acting.fallback=mpc).
+
+  Actions need a Discrete or bounded Box space.
+  """
+  # 'random_shooting': best of `samples` uniform sequences; 'cem': the
+  # cross-entropy method (wm_tf/agent/mpc.py).
   method: Literal['random_shooting', 'cem'] = 'cem'
   samples: int = 256  # action sequences scored per state and iteration
   horizon: int = 12  # planned steps
@@ -219,11 +223,12 @@ class MPCConfig:
 class ActingConfig:
   # Act conservatively where the dynamics are unsure: if the mean over
   # dimensions of dynamics(s, a).stddev() exceeds uncertainty_threshold,
-  # replace the action by `fallback` ('mean_action': the actor's
-  # deterministic action; 'mpc': the planner's, `mpc` section). The count
-  # of such steps is logged as acting/uncertain_steps.
+  # replace the action by `fallback`. The count of such steps is logged as
+  # acting/uncertain_steps.
   uncertainty: bool = False
-  uncertainty_threshold: float = 0.5
+  uncertainty_threshold: float = 0.5  # on the mean next-state stddev
+  # 'mean_action': the actor's deterministic action; 'mpc': the planner's
+  # first action (the `mpc` section).
   fallback: Literal['mean_action', 'mpc'] = 'mean_action'
 
 
