@@ -667,6 +667,13 @@ def _check_world_model_options(config: Config, data: dict) -> None:
         "ensemble mean and never samples a member. Set "
         "dynamics.ensemble_imagination='mean' or "
         'imagination.sample_dynamics=true.')
+  if (config.acting.uncertainty and dyn.type == 'deterministic'
+      and rep.type != 'rssm'):
+    raise ConfigError(
+        "Config keys acting.uncertainty=true and dynamics.type="
+        "'deterministic' conflict: a point estimate has stddev 0 everywhere, "
+        "so it measures no uncertainty. Use dynamics.type 'ensemble' or "
+        "'gaussian' with a learned std.")
 
 
 def from_dict(data: dict) -> Config:

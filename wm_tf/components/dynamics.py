@@ -308,9 +308,10 @@ class EnsembleDynamics(DynamicsModel):
 
   def member_parameters(self, state, action) -> Tuple[tf.Tensor, tf.Tensor]:
     """The members' means and stds, each [..., K, D]."""
-    params = [m.mean_and_scale(state, action) for m in self.members]
-    return (tf.stack([p[0] for p in params], -2),
-            tf.stack([p[1] for p in params], -2))
+    # Calling each member (not just its layers) lets Keras build it.
+    members = [m(state, action) for m in self.members]
+    return (tf.stack([m.mean() for m in members], -2),
+            tf.stack([m.stddev() for m in members], -2))
 
   def _distribution(self, loc, scale) -> EnsembleNormal:
     return EnsembleNormal(loc, scale, aleatoric=self.std_mode == 'learned',

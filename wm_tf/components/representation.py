@@ -147,6 +147,12 @@ class MLPAutoencoder(MLPBottleneck):
     self.reconstruction = keras.layers.Dense(feature_dim,
                                              name='reconstruction')
 
+  def build(self, features_shape):
+    # Only auxiliary_loss uses the reconstruction: build it alongside call's
+    # layers so that Keras sees every weight of a called model.
+    self.reconstruct(tf.zeros([1, self.latent_dim]))
+    super().build(features_shape)
+
   def reconstruct(self, latent: tf.Tensor) -> tf.Tensor:
     """Encoder features [..., F] from latents [..., D]."""
     return self.reconstruction(self.reconstruction_mlp(latent))
@@ -220,6 +226,12 @@ class ContrastiveRepresentation(MLPBottleneck):
     self.query_mlp = MLP(units, 1, activation, name='query_mlp')
     self.query = keras.layers.Dense(projection_dim, name='query')
     self.key = keras.layers.Dense(projection_dim, name='key')
+
+  def build(self, features_shape):
+    # Only auxiliary_loss uses the projections: build them with call's.
+    latent = tf.zeros([1, 2, self.latent_dim])
+    self.projections(latent)
+    super().build(features_shape)
 
   def projections(self, latent: tf.Tensor, is_first=None
                   ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

@@ -121,6 +121,13 @@ class RSSM(keras.Model):
     self.post_mlp = MLP(units, layers, activation, name='post_mlp')
     self.post_out = keras.layers.Dense(2 * latent_dim, name='post_out')
 
+  def build(self, features_shape):
+    # Training goes through observe_sequence, not call: build every layer
+    # here so that a model first called after training sees them all.
+    self.observe_step(self.initial_state(1), tf.zeros([1, self.action_dim]),
+                      tf.zeros([1, features_shape[-1]]), tf.ones([1]))
+    super().build(features_shape)
+
   def initial_state(self, batch_size) -> tf.Tensor:
     return tf.zeros([batch_size, self.latent_dim])
 
@@ -215,6 +222,11 @@ class RSSMPriorDynamics(DynamicsModel):
     super().__init__(**kwargs)
     self.rssm = rssm
     self.latent_dim = rssm.latent_dim
+
+  def build(self, state_shape):
+    self.rssm.prior_step(tf.zeros([1, self.latent_dim]),
+                         tf.zeros([1, self.rssm.action_dim]))
+    super().build(state_shape)
 
   def call(self, state, action):
     return self.rssm.prior_step(state, action)

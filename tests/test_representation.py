@@ -1,0 +1,504 @@
+"""Tests for wm_tf/components/representation.py and rssm.py.
+
+References are float64 NumPy computations from the learners' raw outputs
+(means, stds, projections, codes), never the TFP methods under test.
+"""
+
+import inspect
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from wm_tf import losses
+from wm_tf.components.representation import (REPRESENTATIONS,
+                                             ContrastiveRepresentation,
+                                             IdentityRepresentation,
+                                             MLPAutoencoder, MLPBottleneck,
+                                             VAERepresentation,
+                                             VQRepresentation)
+from wm_tf.components.rssm import RSSM, RSSMPriorDynamics
+from wm_tf.config import ConfigError, load_config
+from world_model_training import (cartpole_like_batch, small_world_model,
+                                  train_world_model)
+
+F, D, A = 16, 8, 2
+SMALL = dict(units=32, layers=1)
+
+
+def _features(batch_shape, seed=0, scale=1.0):
+  rng = np.random.default_rng(seed)
+  return tf.constant(scale * rng.normal(size=batch_shape + (F,)), tf.float32)
+
+
+def _seed(a=1, b=2):
+  return tf.constant([a, b], tf.int32)
+
+
+def _softmax_cross_entropy_diag(logits):
+  logits = logits - logits.max(1, keepdims=True)
+  log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+  return -np.diag(log_softmax)
+
+
+ALL_TYPES = ['mlp', 'none', 'mlp_autoencoder', 'vae', 'contrastive', 'vq',
+             'rssm']
+
+
+def _make(kind, **kwargs):
+  options = dict(latent_dim=D, feature_dim=F, action_dim=A, **SMALL)
+  options.update(kwargs)
+  cls = REPRESENTATIONS.get(kind)
+  accepted = inspect.signature(cls).parameters
+  return cls(**{k: v for k, v in options.items() if k in accepted})
+
+
+def test_registry_has_every_type():
+  assert set(ALL_TYPES) <= set(REPRESENTATIONS.names())
+  assert REPRESENTATIONS.get('rssm') is RSSM
+
+
+# ---------------------------------------------------------------------------
+# Shapes of the common API.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('kind', ALL_TYPES)
+def test_shapes_of_call_and_observe_sequence(kind):
+  rep = _make(kind)
+  state_size = {'none': F, 'rssm': 64 + D}.get(kind, D)
+  assert rep.latent_dim == state_size
+  dist = rep(_features((4, 8)))
+  assert dist.batch_shape == (4, 8)
+  assert dist.event_shape == (state_size,)
+  assert dist.mode().shape == (4, 8, state_size)
+
+  features = _features((4, 8), seed=1)
+  action = tf.one_hot(np.random.default_rng(2).integers(0, A, (4, 8)), A)
+  is_first = np.zeros((4, 8), np.float32)
+  is_first[:, 0] = 1.0
+  is_first[2, 5] = 1.0
+  latent, loss, metrics = rep.observe_sequence(
+      features, action, tf.constant(is_first), seed=_seed())
+  assert latent.shape == (4, 8, state_size)
+  assert loss.shape == ()
+  assert np.isfinite(float(loss))
+  assert all(np.isfinite(float(v)) for v in metrics.values())
+
+  state = rep.initial_state(3)
+  assert state.shape == (3, state_size)
+  state, posterior, _ = rep.observe_step(
+      state, tf.zeros((3, A)), _features((3,)), tf.ones(3))
+  assert state.shape == (3, state_size)
+
+
+# ---------------------------------------------------------------------------
+# none and mlp_autoencoder.
+# ---------------------------------------------------------------------------
+
+
+def test_none_latent_is_the_features():
+  rep = _make('none')
+  assert isinstance(rep, IdentityRepresentation)
+  features = _features((3, 5))
+  np.testing.assert_array_equal(rep(features).mode().numpy(),
+                                features.numpy())
+  # The small config sets latent_dim=8, encoder.units=32: a conflict.
+  with pytest.raises(ConfigError, match='encoder.units=32'):
+    small_world_model(['representation_learner.type=none'])
+  world_model = small_world_model(['representation_learner.type=none',
+                                   'representation_learner.latent_dim=32'])
+  assert world_model.latent_dim == 32
+  assert world_model.dynamics.latent_dim == 32
+  # Not given at all, latent_dim is not checked (and not used).
+  config = load_config(None, ['representation_learner.type=none'])
+  assert config.representation_learner.latent_dim == 64
+
+
+def test_autoencoder_reconstruction_loss_matches_numpy():
+  rep = _make('mlp_autoencoder', aux_scale=0.5)
+  assert isinstance(rep, MLPAutoencoder)
+  features = _features((3, 5))
+  dist = rep(features)
+  loss, metrics = rep.auxiliary_loss(features, dist)
+  reconstruction = rep.reconstruct(dist.mode()).numpy().astype(np.float64)
+  assert reconstruction.shape == (3, 5, F)
+  mse = np.mean((reconstruction - features.numpy()) ** 2)
+  np.testing.assert_allclose(float(metrics['reconstruction_mse']), mse,
+                             rtol=1e-5)
+  np.testing.assert_allclose(float(loss), 0.5 * mse, rtol=1e-5)
+
+
+def test_autoencoder_target_is_stop_gradient_features():
+  """The loss reaches the features only through the latent."""
+  rep = _make('mlp_autoencoder')
+  features = _features((3, 5))
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(features)
+    loss = rep.auxiliary_loss(features, rep(features))[0]
+    constant = tf.constant(features.numpy())
+    reference = tf.reduce_mean(tf.square(
+        rep.reconstruct(rep(features).mode()) - constant))
+  np.testing.assert_allclose(tape.gradient(loss, features).numpy(),
+                             tape.gradient(reference, features).numpy(),
+                             rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------
+# VAE.
+# ---------------------------------------------------------------------------
+
+
+def test_vae_kl_matches_closed_form():
+  rep = _make('vae', beta=0.3)
+  assert isinstance(rep, VAERepresentation)
+  features = _features((4, 6), scale=3.0)
+  dist = rep(features)
+  mean = dist.mean().numpy().astype(np.float64)
+  std = dist.stddev().numpy().astype(np.float64)
+  assert np.all(std > 0)
+  # KL(N(m, s^2) || N(0, 1)) = sum_d (s^2 + m^2 - 1) / 2 - log s.
+  kl = np.sum(0.5 * (std ** 2 + mean ** 2 - 1.0) - np.log(std), -1)
+  loss, metrics = rep.auxiliary_loss(features, dist)
+  np.testing.assert_allclose(float(metrics['vae_kl']), kl.mean(), rtol=1e-4)
+  np.testing.assert_allclose(float(loss), 0.3 * kl.mean(), rtol=1e-4)
+  np.testing.assert_allclose(
+      losses.kl_normal_to_standard(dist.mean(), dist.stddev()).numpy(), kl,
+      rtol=1e-4, atol=1e-5)
+
+
+def test_vae_trains_on_reparameterised_samples():
+  rep = _make('vae')
+  features = _features((4, 6))
+  action = tf.zeros((4, 6, A))
+  is_first = tf.zeros((4, 6))
+  with tf.GradientTape() as tape:
+    latent = rep.observe_sequence(features, action, is_first, seed=_seed())[0]
+    objective = tf.reduce_sum(latent ** 2)
+  mode = rep(features).mode().numpy()
+  assert np.max(np.abs(latent.numpy() - mode)) > 1e-3  # a sample, not mode
+  again = rep.observe_sequence(features, action, is_first, seed=_seed())[0]
+  np.testing.assert_array_equal(latent.numpy(), again.numpy())
+  grads = tape.gradient(objective, [rep.mean.kernel, rep.std.kernel])
+  assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+  np.testing.assert_array_equal(rep.observe_step(None, None, features,
+                                                 None)[0].numpy(), mode)
+
+
+# ---------------------------------------------------------------------------
+# Contrastive.
+# ---------------------------------------------------------------------------
+
+
+def _info_nce_numpy(query, key, temperature):
+  query = query / np.linalg.norm(query, axis=1, keepdims=True)
+  key = key / np.linalg.norm(key, axis=1, keepdims=True)
+  return np.mean(_softmax_cross_entropy_diag(query @ key.T / temperature))
+
+
+def test_info_nce_function_matches_numpy_on_valid_rows():
+  rng = np.random.default_rng(3)
+  query = rng.normal(size=(6, 4))
+  key = rng.normal(size=(6, 4))
+  mask = np.array([1, 1, 0, 1, 0, 1], np.float32)
+  valid = mask == 1
+  got = losses.info_nce(tf.constant(query, tf.float32),
+                        tf.constant(key, tf.float32), tf.constant(mask), 0.2)
+  np.testing.assert_allclose(
+      float(got), _info_nce_numpy(query[valid], key[valid], 0.2), rtol=1e-5)
+  # Perfectly aligned, well separated pairs: loss near 0.
+  eye = np.eye(4)
+  assert float(losses.info_nce(tf.constant(eye, tf.float32),
+                               tf.constant(eye, tf.float32), tf.ones(4),
+                               0.01)) < 1e-6
+
+
+def test_contrastive_loss_is_info_nce_of_next_latents():
+  rep = _make('contrastive', temperature=0.5, projection_dim=6, aux_scale=2.0)
+  assert isinstance(rep, ContrastiveRepresentation)
+  features = _features((2, 4))
+  is_first = np.zeros((2, 4), np.float32)
+  is_first[:, 0] = 1.0
+  is_first[1, 2] = 1.0  # transition (1, 1) -> (1, 2) is not real
+  dist = rep(features)
+  loss, metrics = rep.auxiliary_loss(features, dist,
+                                     is_first=tf.constant(is_first))
+  latent = dist.mode()
+  query = rep.query(rep.query_mlp(latent[:, :-1])).numpy().reshape(6, 6)
+  key = rep.key(latent[:, 1:]).numpy().reshape(6, 6)
+  valid = (1.0 - is_first[:, 1:]).reshape(-1) == 1
+  assert valid.sum() == 5
+  expected = _info_nce_numpy(query[valid].astype(np.float64),
+                             key[valid].astype(np.float64), 0.5)
+  np.testing.assert_allclose(float(metrics['info_nce']), expected, rtol=1e-4)
+  np.testing.assert_allclose(float(loss), 2.0 * expected, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# VQ.
+# ---------------------------------------------------------------------------
+
+
+def test_vq_latent_is_nearest_code():
+  rep = _make('vq', codebook_size=16)
+  assert isinstance(rep, VQRepresentation)
+  features = _features((5, 3))
+  latent = rep(features).mode().numpy()
+  z_e = rep.encode_continuous(features).numpy().astype(np.float64)
+  codebook = rep.codebook.numpy().astype(np.float64)
+  distance = np.sum((z_e[..., None, :] - codebook) ** 2, -1)
+  np.testing.assert_allclose(latent, codebook[np.argmin(distance, -1)],
+                             atol=1e-6)
+
+
+def test_vq_gradient_passes_straight_through():
+  """d f(z_q) / d z_e = d f / d z_q, and it reaches the encoder weights."""
+  rep = _make('vq', codebook_size=16)
+  features = _features((5, 3))
+  weights = tf.constant(np.random.default_rng(4).normal(size=D), tf.float32)
+  f = lambda z: tf.reduce_sum(tf.sin(3.0 * z) * weights)
+  variables = rep.mlp.trainable_variables + rep.pre.trainable_variables
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(features)
+    z_e = rep.encode_continuous(features)
+    _, code = rep.nearest_code(z_e)
+    z_q = rep.straight_through(z_e, code)
+    through_module = f(rep(features).mode())
+    value = f(z_q)
+  grad_e, grad_q = tape.gradient(value, [z_e, z_q])
+  np.testing.assert_allclose(grad_e.numpy(), grad_q.numpy(), rtol=1e-6)
+  # The same through `call`: the features' gradient is J_e^T (df/dz at z_q).
+  z_q_const = tf.constant(z_q.numpy())
+  with tf.GradientTape() as inner:
+    inner.watch(z_q_const)
+    df = inner.gradient(f(z_q_const), z_q_const)
+  with tf.GradientTape() as tape2:
+    tape2.watch(features)
+    pulled = tf.reduce_sum(tf.stop_gradient(df) *
+                           rep.encode_continuous(features))
+  np.testing.assert_allclose(tape.gradient(through_module, features).numpy(),
+                             tape2.gradient(pulled, features).numpy(),
+                             rtol=1e-4, atol=1e-6)
+  grads = tape.gradient(through_module, variables)
+  assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+             for g in grads)
+
+
+def test_vq_codebook_is_used_and_moves_when_trained():
+  rep = _make('vq', codebook_size=32, commitment=0.25)
+  features = _features((64,), seed=5, scale=2.0)  # varied inputs
+  rep(features)
+  codebook_before = rep.codebook.numpy().copy()
+  optimizer = keras.optimizers.Adam(1e-2)
+  for _ in range(30):
+    with tf.GradientTape() as tape:
+      loss, metrics = rep.auxiliary_loss(features, rep(features))
+    grads = tape.gradient(loss, rep.trainable_variables)
+    optimizer.apply_gradients(zip(grads, rep.trainable_variables))
+  _, metrics = rep.auxiliary_loss(features, rep(features))
+  assert float(metrics['vq_codes_used']) > 1
+  assert float(metrics['vq_perplexity']) > 1.5
+  moved = np.linalg.norm(rep.codebook.numpy() - codebook_before, axis=1)
+  assert np.sum(moved > 1e-3) >= 2
+  # Perplexity: exp of the entropy of the code frequencies.
+  index, _ = rep.nearest_code(rep.encode_continuous(features))
+  frequency = np.bincount(index.numpy(), minlength=32) / 64.0
+  entropy = -np.sum(frequency[frequency > 0] *
+                    np.log(frequency[frequency > 0]))
+  np.testing.assert_allclose(float(metrics['vq_perplexity']),
+                             math.exp(entropy), rtol=1e-4)
+  assert float(metrics['vq_codes_used']) == np.sum(frequency > 0)
+
+
+# ---------------------------------------------------------------------------
+# RSSM.
+# ---------------------------------------------------------------------------
+
+
+def _rssm(**kwargs):
+  options = dict(latent_dim=D, deter_dim=12, action_dim=A, units=32,
+                 layers=1, free_nats=0.0, beta=1.0)
+  options.update(kwargs)
+  return RSSM(**options)
+
+
+def _sequence(batch=3, length=6, seed=0):
+  rng = np.random.default_rng(seed)
+  features = tf.constant(rng.normal(size=(batch, length, F)), tf.float32)
+  action = tf.one_hot(rng.integers(0, A, (batch, length)), A)
+  is_first = np.zeros((batch, length), np.float32)
+  is_first[:, 0] = 1.0
+  return features, action, is_first
+
+
+def test_rssm_state_is_concat_of_deter_and_stoch():
+  rssm = _rssm()
+  assert rssm.latent_dim == 12 + D
+  features, action, is_first = _sequence()
+  states, _, _ = rssm.observe_sequence(features, action,
+                                       tf.constant(is_first))
+  prior = rssm.prior_step(states[:, 0], action[:, 0])
+  std = prior.stddev().numpy()
+  np.testing.assert_array_equal(std[:, :12], 0.0)  # h is deterministic
+  assert np.all(std[:, 12:] > 0)
+  # The prior's h is the GRU step the posterior took: the h of step 1.
+  np.testing.assert_allclose(prior.mean().numpy()[:, :12],
+                             states.numpy()[:, 1, :12], rtol=1e-5, atol=1e-6)
+  sample = prior.sample(seed=_seed()).numpy()
+  np.testing.assert_allclose(sample[:, :12], states.numpy()[:, 1, :12],
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_rssm_resets_at_is_first():
+  rssm = _rssm()
+  features, action, is_first = _sequence()
+  is_first[0, 3] = 1.0
+  run = lambda f: rssm.observe_sequence(f, action, tf.constant(is_first))[0]
+  base = run(features).numpy()
+  changed = features.numpy().copy()
+  changed[:, 1] += 5.0  # perturb step 1 of every sequence
+  after = run(tf.constant(changed)).numpy()
+  # Sequence 0 restarts at step 3: its states from there on are unchanged.
+  np.testing.assert_allclose(after[0, 3:], base[0, 3:], rtol=1e-6, atol=1e-6)
+  # Sequence 1 does not: the perturbation carries on through h.
+  assert np.max(np.abs(after[1, 3:] - base[1, 3:])) > 1e-3
+
+
+def test_rssm_kl_loss_with_free_nats_matches_closed_form():
+  features, action, is_first = _sequence(batch=4, length=1)
+  for free_nats in (0.0, 3.0):
+    rssm = _rssm(free_nats=free_nats, beta=0.5)
+    _, posterior, prior = rssm.observe_step(
+        rssm.initial_state(4), tf.zeros((4, A)), features[:, 0],
+        tf.ones(4))
+    mq = posterior.stochastic.mean().numpy().astype(np.float64)
+    sq = posterior.stochastic.stddev().numpy().astype(np.float64)
+    mp = prior.stochastic.mean().numpy().astype(np.float64)
+    sp = prior.stochastic.stddev().numpy().astype(np.float64)
+    kl = np.sum(np.log(sp / sq) + (sq ** 2 + (mq - mp) ** 2) / (2 * sp ** 2)
+                - 0.5, -1)
+    _, loss, metrics = rssm.observe_sequence(features, action,
+                                             tf.constant(is_first),
+                                             seed=_seed())
+    np.testing.assert_allclose(float(metrics['rssm_kl']), kl.mean(),
+                               rtol=1e-4)
+    np.testing.assert_allclose(float(loss),
+                               0.5 * np.maximum(kl, free_nats).mean(),
+                               rtol=1e-4)
+
+
+def test_rssm_free_nats_stop_the_gradient_below_them():
+  features, action, is_first = _sequence()
+  rssm = _rssm(free_nats=1e6)
+  rssm.observe_sequence(features, action, tf.constant(is_first))
+  with tf.GradientTape() as tape:
+    loss = rssm.observe_sequence(features, action, tf.constant(is_first),
+                                 seed=_seed())[1]
+  grads = tape.gradient(loss, rssm.trainable_variables)
+  assert all(g is None or float(tf.reduce_max(tf.abs(g))) == 0
+             for g in grads)
+
+
+def test_world_model_with_rssm_uses_prior_as_dynamics_and_acts_stepwise():
+  world_model = small_world_model(['representation_learner.type=rssm',
+                                   'representation_learner.deter_dim=16'])
+  assert isinstance(world_model.representation, RSSM)
+  assert isinstance(world_model.dynamics, RSSMPriorDynamics)
+  assert world_model.recurrent
+  assert world_model.latent_dim == 16 + 8
+  batch = cartpole_like_batch()
+  _, latent, metrics = world_model.world_model_loss(batch)
+  assert latent.shape == (4, 8, 24)
+  assert float(metrics['world_model/dynamics_loss']) == 0.0
+  assert 'world_model/rssm_kl' in metrics
+  # The variables are shared, not duplicated.
+  names = [id(v) for v in world_model.trainable_variables]
+  assert len(names) == len(set(names))
+
+  # Acting step by step gives the posterior modes of observe_sequence.
+  features = world_model.encoder(batch['observation'])
+  modes = world_model.representation.observe_sequence(
+      features, batch['action'], tf.cast(batch['is_first'], tf.float32))[0]
+  state = world_model.initial_state(4)
+  action = tf.zeros((4, 2))
+  for t in range(8):
+    state = world_model.observe_step(
+        state, action, batch['observation'][:, t],
+        tf.cast(batch['is_first'][:, t], tf.float32))
+    action = batch['action'][:, t]
+    np.testing.assert_allclose(state.numpy(), modes.numpy()[:, t],
+                               rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Config and builder.
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('kind, cls', [
+    ('mlp', MLPBottleneck), ('none', IdentityRepresentation),
+    ('mlp_autoencoder', MLPAutoencoder), ('vae', VAERepresentation),
+    ('contrastive', ContrastiveRepresentation), ('vq', VQRepresentation),
+    ('rssm', RSSM)])
+def test_yaml_type_selects_the_class(tmp_path, kind, cls):
+  path = tmp_path / 'run.yaml'
+  path.write_text(f'representation_learner: {{type: {kind}, beta: 0.5, '
+                  'temperature: 0.2, codebook_size: 8, free_nats: 0.5}\n'
+                  'encoder: {units: 32}\n')
+  config = load_config(str(path))
+  assert config.representation_learner.type == kind
+  world_model = small_world_model(
+      [f'representation_learner.type={kind}'] +
+      (['representation_learner.latent_dim=32'] if kind == 'none' else []))
+  assert type(world_model.representation) is cls
+
+
+@pytest.mark.parametrize('overrides, names', [
+    (['representation_learner.type=rssm', 'dynamics.type=ensemble'],
+     ['representation_learner.type', 'dynamics.type', "'rssm'"]),
+    (['representation_learner.type=none', 'representation_learner.latent_dim=8',
+      'encoder.units=32'],
+     ['representation_learner.latent_dim', 'encoder.units']),
+    (['representation_learner.type=vq',
+      'representation_learner.codebook_size=1'],
+     ['representation_learner.codebook_size']),
+    (['representation_learner.temperature=0'],
+     ['representation_learner.temperature']),
+    (['representation_learner.free_nats=-1'],
+     ['representation_learner.free_nats']),
+    (['representation_learner.type=transformer'],
+     ['representation_learner.type', "'vq'"]),
+])
+def test_config_refuses_bad_representation_settings(overrides, names):
+  with pytest.raises(ConfigError) as info:
+    load_config(None, overrides)
+  for name in names:
+    assert name in str(info.value)
+
+
+# ---------------------------------------------------------------------------
+# Inside the world model: every type trains.
+# ---------------------------------------------------------------------------
+
+TERM = {'none': None, 'mlp_autoencoder': 'reconstruction_mse',
+        'vae': None, 'contrastive': 'info_nce', 'vq': 'vq_commitment_loss',
+        'rssm': None}
+
+
+@pytest.mark.parametrize('kind', list(TERM))
+def test_world_model_loss_falls_on_cartpole_like_batch(kind):
+  overrides = [f'representation_learner.type={kind}']
+  if kind == 'none':
+    overrides.append('representation_learner.latent_dim=32')
+  world_model = small_world_model(overrides)
+  before, after = train_world_model(world_model, cartpole_like_batch())
+  assert all(math.isfinite(v) for v in before.values())
+  assert all(math.isfinite(v) for v in after.values())
+  assert after['loss'] < before['loss'] - 2.0, (before, after)
+  assert after['decoder_nll'] < before['decoder_nll'], (before, after)
+  if TERM[kind]:
+    assert after[TERM[kind]] < before[TERM[kind]], (before, after)
+  if kind == 'vq':
+    assert after['vq_codes_used'] > 1
