@@ -428,7 +428,7 @@ EARLY_PARTS = {'simple': {'world_model'},
 
 
 @pytest.mark.parametrize('name', list(CASES))
-def test_matrix_trains_and_acts(name, eager):
+def test_matrix_trains_and_acts(name, eager, tmp_path):
   spec, overrides = CASES[name]
   agent = _live(_agent(overrides, spec))
   config = load_config(None, list(SMALL_OVERRIDES) + overrides)
@@ -472,6 +472,12 @@ def test_matrix_trains_and_acts(name, eager):
     assert count == float(np.sum(unsure.numpy() > 0.01))
   else:
     assert stats == {}
+
+  # Everything the learner and policy hold can be checkpointed and read
+  # back (targets, optimizer layouts, compiled updates of part subsets).
+  checkpoint = tf.train.Checkpoint(learner=learner, policy=agent.policy)
+  path = checkpoint.save(str(tmp_path / 'ckpt'))
+  checkpoint.restore(path).assert_consumed()
 
 
 def test_matrix_jit_case_traces_once_and_guards(cartpole_spec):

@@ -25,7 +25,7 @@ not applied (`tf.cond`, XLA-compatible); the metric 'learner/nonfinite' is
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
@@ -123,7 +123,9 @@ class Learner(tf.Module):
     self.train = tf.function(
         lambda batch, seed: self._train_parts(batch, seed, PARTS),
         jit_compile=jit_compile)
-    self._update_functions: Dict[Tuple[bool, bool, bool], Callable] = {}
+    # Compiled updates of other subsets of parts, keyed by their names
+    # joined with '+' (string keys: tf.Module tracks this dict).
+    self._update_functions: Dict[str, Callable] = {}
 
   def _groups(self) -> Dict[str, list]:
     return {'world_model': self.world_model.trainable_variables,
@@ -158,12 +160,13 @@ class Learner(tf.Module):
       return lambda batch, seed: self.train_world_model(batch)
     if key == (True, True, True):
       return self.train
-    if key not in self._update_functions:
-      parts = tuple(p for p, on in zip(PARTS, key) if on)
-      self._update_functions[key] = tf.function(
+    parts = tuple(p for p, on in zip(PARTS, key) if on)
+    name = '+'.join(parts) or 'nothing'
+    if name not in self._update_functions:
+      self._update_functions[name] = tf.function(
           lambda batch, seed: self._train_parts(batch, seed, parts),
           jit_compile=self._jit_compile)
-    return self._update_functions[key]
+    return self._update_functions[name]
 
   # -- one update of some parts ---------------------------------------------
 
