@@ -87,6 +87,9 @@ def main(argv):
     print(f'resumed from {restored.path}: env step {trainer.env_steps}, '
           f'train step {trainer.train_steps}, {trainer.episodes} episodes; '
           f'{trainer.reloaded_steps} replay steps reloaded', flush=True)
+  print(f'training from env step {trainer.env_steps} (train step '
+        f'{trainer.train_steps}) to {config.run.total_env_steps}; logdir '
+        f'{logdir}', flush=True)
   try:
     summary = trainer.run()
   except trainer_lib.NonFiniteLossError as e:
