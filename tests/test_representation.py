@@ -185,6 +185,9 @@ def test_vae_trains_on_reparameterised_samples():
   assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
   np.testing.assert_array_equal(rep.observe_step(None, None, features,
                                                  None)[0].numpy(), mode)
+  # Without a seed the sequence's latents are the modes.
+  unseeded = rep.observe_sequence(features, action, is_first)[0]
+  np.testing.assert_array_equal(unseeded.numpy(), mode)
 
 
 # ---------------------------------------------------------------------------
@@ -417,6 +420,12 @@ def test_world_model_with_rssm_uses_prior_as_dynamics_and_acts_stepwise():
   names = [id(v) for v in world_model.trainable_variables]
   assert len(names) == len(set(names))
 
+  # latent_states: the sequence's posterior modes, with history (not the
+  # first-step states of encode).
+  states = world_model.latent_states(batch).numpy()
+  assert np.max(np.abs(states[:, 1:] - world_model.encode(
+      batch['observation']).numpy()[:, 1:])) > 1e-3
+
   # Acting step by step gives the posterior modes of observe_sequence.
   features = world_model.encoder(batch['observation'])
   modes = world_model.representation.observe_sequence(
@@ -430,6 +439,16 @@ def test_world_model_with_rssm_uses_prior_as_dynamics_and_acts_stepwise():
     action = batch['action'][:, t]
     np.testing.assert_allclose(state.numpy(), modes.numpy()[:, t],
                                rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(states, modes.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('kind', ['mlp', 'vae', 'vq'])
+def test_latent_states_of_stateless_learners_are_encodings(kind):
+  world_model = small_world_model([f'representation_learner.type={kind}'])
+  batch = cartpole_like_batch()
+  np.testing.assert_allclose(
+      world_model.latent_states(batch).numpy(),
+      world_model.encode(batch['observation']).numpy(), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------

@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from wm_tf import replicas
 from wm_tf.losses import masked_mean  # noqa: F401  (re-exported)
 
 
@@ -64,9 +65,10 @@ class WorldModel(keras.Model):
     self.seed = int(seed) % (2 ** 31)
     # float32, not int32: target world models mix variables by EMA, which
     # an integer variable cannot take. Counts exactly up to 2^24 calls.
+    # Under a tf.distribute strategy every replica counts the same calls.
     self.loss_calls = self.add_weight(
         shape=(), dtype='float32', initializer='zeros', trainable=False,
-        name='loss_calls')
+        name='loss_calls', aggregation='only_first_replica')
 
   @property
   def latent_dim(self) -> int:
@@ -106,12 +108,28 @@ class WorldModel(keras.Model):
     return self.representation.observe_step(
         prev_state, prev_action, self.encoder(observation), is_first)[0]
 
+  def latent_states(self, batch: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """Latent states [B, T, D] (modes) of a [B, T] sequence batch.
+
+    Unlike `encode(batch['observation'])` this sees the sequence: a
+    recurrent representation carries its state along it (resetting at
+    is_first); for the others the two are the same.
+    """
+    features = self.encoder(batch['observation'])
+    return self.representation.observe_sequence(
+        features, batch['action'], tf.cast(batch['is_first'], tf.float32),
+        seed=None)[0]
+
   def next_seed(self) -> tf.Tensor:
-    """int32 [2]: [seed, number of earlier calls]; advances the counter."""
+    """int32 [2]: [seed, number of earlier calls]; advances the counter.
+
+    Under a strategy with several replicas, each replica's seed is this one
+    folded with its replica id (`wm_tf.replicas.per_replica_seed`).
+    """
     seed = tf.stack([tf.constant(self.seed, tf.int32),
                      tf.cast(tf.convert_to_tensor(self.loss_calls), tf.int32)])
     self.loss_calls.assign_add(1)
-    return seed
+    return replicas.per_replica_seed(seed)
 
   def world_model_loss(self, batch: Dict[str, tf.Tensor],
                        seed: Optional[tf.Tensor] = None

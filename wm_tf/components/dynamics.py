@@ -15,6 +15,9 @@ Families, keyed by the YAML `dynamics.type`:
   deterministic  a point estimate trained with MSE.
   ensemble       N Gaussian members, each on its own bootstrap of the batch.
   mixture        K Gaussians mixed by predicted weights.
+
+The layers compute in the model's dtype policy (`dtype=`, e.g.
+'mixed_bfloat16'); the distribution parameters are cast to float32.
 """
 
 from __future__ import annotations
@@ -127,16 +130,20 @@ class GaussianDynamics(DynamicsModel):
     self.fixed_std = fixed_std
     self.min_std = min_std
     self.max_std = max_std
-    self.mlp = MLP(units, layers, activation, name='mlp')
-    self.mean = keras.layers.Dense(latent_dim, name='mean')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
+    self.mean = keras.layers.Dense(latent_dim, name='mean',
+                                   dtype=self.dtype_policy)
     if std == 'learned':
-      self.std = keras.layers.Dense(latent_dim, name='std')
+      self.std = keras.layers.Dense(latent_dim, name='std',
+                                    dtype=self.dtype_policy)
 
   def mean_and_scale(self, state, action) -> Tuple[tf.Tensor, tf.Tensor]:
-    """The Normal's parameters, each [..., D]."""
+    """The Normal's parameters, each [..., D], float32."""
     hidden = self.mlp(tf.concat([state, action], -1))
-    mean = self.mean(hidden)
-    raw_std = self.std(hidden) if self.std_mode == 'learned' else None
+    mean = tf.cast(self.mean(hidden), tf.float32)
+    raw_std = (tf.cast(self.std(hidden), tf.float32)
+               if self.std_mode == 'learned' else None)
     return mean, _scale(raw_std, self.std_mode, self.fixed_std, self.min_std,
                         self.max_std, mean)
 
@@ -161,12 +168,14 @@ class DeterministicDynamics(DynamicsModel):
                activation: str = 'silu', **kwargs):
     super().__init__(**kwargs)
     self.latent_dim = latent_dim
-    self.mlp = MLP(units, layers, activation, name='mlp')
-    self.mean = keras.layers.Dense(latent_dim, name='mean')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
+    self.mean = keras.layers.Dense(latent_dim, name='mean',
+                                   dtype=self.dtype_policy)
 
   def call(self, state, action):
-    return distributions.deterministic(
-        self.mean(self.mlp(tf.concat([state, action], -1))))
+    return distributions.deterministic(tf.cast(
+        self.mean(self.mlp(tf.concat([state, action], -1))), tf.float32))
 
   def transition_loss(self, state, action, target, mask, seed=None):
     del seed
@@ -244,7 +253,8 @@ class EnsembleNormal(tfd.MixtureSameFamily):
       return super()._sample_n(n, seed=seed)
     mean = tf.reduce_mean(self._loc, -2)
     noise = tf.random.stateless_normal(
-        tf.concat([[n], tf.shape(mean)], 0), seed=seed, dtype=mean.dtype)
+        tf.concat([[n], tf.shape(mean)], 0),
+        seed=tfp.random.sanitize_seed(seed), dtype=mean.dtype)
     return mean + tf.reduce_mean(self._scale, -2) * noise
 
 
@@ -303,7 +313,7 @@ class EnsembleDynamics(DynamicsModel):
         GaussianDynamics(latent_dim, std=std, fixed_std=fixed_std,
                          min_std=min_std, max_std=max_std, units=units,
                          layers=layers, activation=activation,
-                         name=f'member_{k}')
+                         name=f'member_{k}', dtype=self.dtype_policy)
         for k in range(members)]
 
   def member_parameters(self, state, action) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -374,21 +384,26 @@ class MixtureDynamics(DynamicsModel):
     self.fixed_std = fixed_std
     self.min_std = min_std
     self.max_std = max_std
-    self.mlp = MLP(units, layers, activation, name='mlp')
-    self.logits = keras.layers.Dense(components, name='logits')
-    self.mean = keras.layers.Dense(components * latent_dim, name='mean')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
+    self.logits = keras.layers.Dense(components, name='logits',
+                                     dtype=self.dtype_policy)
+    self.mean = keras.layers.Dense(components * latent_dim, name='mean',
+                                   dtype=self.dtype_policy)
     if std == 'learned':
-      self.std = keras.layers.Dense(components * latent_dim, name='std')
+      self.std = keras.layers.Dense(components * latent_dim, name='std',
+                                    dtype=self.dtype_policy)
 
   def call(self, state, action):
     hidden = self.mlp(tf.concat([state, action], -1))
     shape = tf.concat(
         [tf.shape(hidden)[:-1], [self.num_components, self.latent_dim]], 0)
-    mean = tf.reshape(self.mean(hidden), shape)
-    raw_std = (tf.reshape(self.std(hidden), shape)
+    mean = tf.reshape(tf.cast(self.mean(hidden), tf.float32), shape)
+    raw_std = (tf.reshape(tf.cast(self.std(hidden), tf.float32), shape)
                if self.std_mode == 'learned' else None)
     scale = _scale(raw_std, self.std_mode, self.fixed_std, self.min_std,
                    self.max_std, mean)
     return tfd.MixtureSameFamily(
-        mixture_distribution=tfd.Categorical(logits=self.logits(hidden)),
+        mixture_distribution=tfd.Categorical(
+            logits=tf.cast(self.logits(hidden), tf.float32)),
         components_distribution=distributions.normal(mean, scale))

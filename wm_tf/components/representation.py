@@ -9,7 +9,8 @@ Every learner is a Keras model (a `RepresentationLearner`) with
   observe_sequence(features [B, T, F], action [B, T, A], is_first [B, T],
     seed) -> (latent [B, T, D], loss, metrics), how the world model turns a
     replayed sequence into training latents (default: `call` per step, the
-    reparameterised sample for stochastic learners, plus auxiliary_loss);
+    reparameterised sample for stochastic learners, plus auxiliary_loss;
+    with seed None the latents are modes);
   initial_state(batch) -> [N, D] and
   observe_step(prev_state [N, D], prev_action [N, A], features [N, F],
     is_first [N], seed=None) -> (state [N, D], posterior, prior), the
@@ -27,6 +28,9 @@ Families, keyed by the YAML `representation_learner.type`:
   contrastive     bottleneck + temporal InfoNCE (z_t against z_{t+1}).
   vq              vector-quantised bottleneck with a learned codebook.
   rssm            recurrent state-space model (see wm_tf.components.rssm).
+
+Layers compute in the learner's dtype policy (`dtype=`, e.g.
+'mixed_bfloat16'); latents, distributions and losses are float32.
 """
 
 from __future__ import annotations
@@ -59,7 +63,11 @@ class RepresentationLearner(keras.Model):
     return tf.constant(0.0), {}
 
   def training_latent(self, latent, seed: Optional[tf.Tensor]) -> tf.Tensor:
-    """The latent the world model trains on: the mode, unless overridden."""
+    """The latent the world model trains on: the mode, unless overridden.
+
+    Stochastic learners sample it (reparameterised) when given a seed and
+    return the mode without one.
+    """
     del seed
     return latent.mode()
 
@@ -103,11 +111,14 @@ class MLPBottleneck(RepresentationLearner):
                activation: str = 'silu', **kwargs):
     super().__init__(**kwargs)
     self.latent_dim = latent_dim
-    self.mlp = MLP(units, layers, activation, name='mlp')
-    self.out = keras.layers.Dense(latent_dim, activation='tanh', name='latent')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
+    self.out = keras.layers.Dense(latent_dim, activation='tanh', name='latent',
+                                  dtype=self.dtype_policy)
 
   def call(self, features):
-    return distributions.deterministic(self.out(self.mlp(features)))
+    return distributions.deterministic(
+        tf.cast(self.out(self.mlp(features)), tf.float32))
 
 
 @REPRESENTATIONS.register('none')
@@ -143,9 +154,11 @@ class MLPAutoencoder(MLPBottleneck):
                      activation=activation, **kwargs)
     self.aux_scale = aux_scale
     self.reconstruction_mlp = MLP(units, layers, activation,
-                                  name='reconstruction_mlp')
+                                  name='reconstruction_mlp',
+                                  dtype=self.dtype_policy)
     self.reconstruction = keras.layers.Dense(feature_dim,
-                                             name='reconstruction')
+                                             name='reconstruction',
+                                             dtype=self.dtype_policy)
 
   def build(self, features_shape):
     # Only auxiliary_loss uses the reconstruction: build it alongside call's
@@ -155,7 +168,8 @@ class MLPAutoencoder(MLPBottleneck):
 
   def reconstruct(self, latent: tf.Tensor) -> tf.Tensor:
     """Encoder features [..., F] from latents [..., D]."""
-    return self.reconstruction(self.reconstruction_mlp(latent))
+    return tf.cast(self.reconstruction(self.reconstruction_mlp(latent)),
+                   tf.float32)
 
   def auxiliary_loss(self, features, latent, is_first=None, seed=None):
     del is_first, seed
@@ -183,19 +197,22 @@ class VAERepresentation(RepresentationLearner):
     super().__init__(**kwargs)
     self.latent_dim = latent_dim
     self.beta = beta
-    self.mlp = MLP(units, layers, activation, name='mlp')
-    self.mean = keras.layers.Dense(latent_dim, name='mean')
-    self.std = keras.layers.Dense(latent_dim, name='std')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
+    self.mean = keras.layers.Dense(latent_dim, name='mean',
+                                   dtype=self.dtype_policy)
+    self.std = keras.layers.Dense(latent_dim, name='std',
+                                  dtype=self.dtype_policy)
 
   def call(self, features):
     hidden = self.mlp(features)
-    std = tf.nn.softplus(self.std(hidden)) + VAE_MIN_STD
-    return distributions.normal(self.mean(hidden), std)
+    std = tf.nn.softplus(tf.cast(self.std(hidden), tf.float32)) + VAE_MIN_STD
+    return distributions.normal(tf.cast(self.mean(hidden), tf.float32), std)
 
   def training_latent(self, latent, seed):
-    if seed is None:
-      raise ValueError('The VAE needs a seed to sample its latent.')
-    return latent.sample(seed=seed)
+    # Without a seed (callers that want states, not training samples): the
+    # mode, like every other learner.
+    return latent.mode() if seed is None else latent.sample(seed=seed)
 
   def auxiliary_loss(self, features, latent, is_first=None, seed=None):
     del features, is_first, seed
@@ -223,9 +240,12 @@ class ContrastiveRepresentation(MLPBottleneck):
                      activation=activation, **kwargs)
     self.temperature = temperature
     self.aux_scale = aux_scale
-    self.query_mlp = MLP(units, 1, activation, name='query_mlp')
-    self.query = keras.layers.Dense(projection_dim, name='query')
-    self.key = keras.layers.Dense(projection_dim, name='key')
+    self.query_mlp = MLP(units, 1, activation, name='query_mlp',
+                         dtype=self.dtype_policy)
+    self.query = keras.layers.Dense(projection_dim, name='query',
+                                    dtype=self.dtype_policy)
+    self.key = keras.layers.Dense(projection_dim, name='key',
+                                  dtype=self.dtype_policy)
 
   def build(self, features_shape):
     # Only auxiliary_loss uses the projections: build them with call's.
@@ -236,8 +256,8 @@ class ContrastiveRepresentation(MLPBottleneck):
   def projections(self, latent: tf.Tensor, is_first=None
                   ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Flat (query [N, P], key [N, P], mask [N]), N = B * (T-1)."""
-    query = self.query(self.query_mlp(latent[:, :-1]))
-    key = self.key(latent[:, 1:])
+    query = tf.cast(self.query(self.query_mlp(latent[:, :-1])), tf.float32)
+    key = tf.cast(self.key(latent[:, 1:]), tf.float32)
     if is_first is None:
       mask = tf.ones(tf.shape(latent)[:2] - [0, 1])
     else:
@@ -274,17 +294,22 @@ class VQRepresentation(RepresentationLearner):
     self.latent_dim = latent_dim
     self.codebook_size = codebook_size
     self.commitment = commitment
-    self.mlp = MLP(units, layers, activation, name='mlp')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
     self.pre = keras.layers.Dense(latent_dim, activation='tanh',
-                                  name='pre_quantization')
+                                  name='pre_quantization',
+                                  dtype=self.dtype_policy)
     # Codes spread over the tanh range of z_e, so many are near some input.
+    # Quantisation stays float32 under a bfloat16 policy (autocast=False):
+    # bfloat16's 8-bit mantissa would blur the nearest-code distances.
     self.codebook = self.add_weight(
         shape=(codebook_size, latent_dim), name='codebook',
-        initializer=keras.initializers.RandomUniform(-1.0, 1.0))
+        initializer=keras.initializers.RandomUniform(-1.0, 1.0),
+        autocast=False)
 
   def encode_continuous(self, features) -> tf.Tensor:
-    """z_e [..., D], before quantisation."""
-    return self.pre(self.mlp(features))
+    """z_e [..., D] float32, before quantisation."""
+    return tf.cast(self.pre(self.mlp(features)), tf.float32)
 
   def nearest_code(self, z_e) -> Tuple[tf.Tensor, tf.Tensor]:
     """(index [...] int32, code [..., D]) of the codebook row nearest z_e."""
