@@ -315,17 +315,17 @@ class RunCheckpoint:
     Raises:
       NoUsableCheckpoint: checkpoints exist but none can be read.
     """
-    skipped = []
+    skipped, errors = [], []
     for path in self.candidates():
       try:
         status = self.checkpoint.restore(path)
         status.expect_partial()
         status.assert_existing_objects_matched()
       except Exception as e:  # a damaged file raises many kinds of errors
+        errors.append(f'{type(e).__name__}: {str(e)[:300]}')
         warnings.warn(
-            f'Checkpoint {path} cannot be read ({type(e).__name__}: '
-            f'{str(e)[:200]}); falling back to the one before it.',
-            RuntimeWarning, stacklevel=2)
+            f'Checkpoint {path} cannot be read ({errors[-1]}); falling back '
+            'to the one before it.', RuntimeWarning, stacklevel=2)
         skipped.append(path)
         continue
       values = {name: _read_value(v) for name, v in self._values.items()}
@@ -333,8 +333,10 @@ class RunCheckpoint:
     if skipped:
       raise NoUsableCheckpoint(
           f'None of the checkpoints in {self.directory} can be read '
-          f'({", ".join(os.path.basename(p) for p in skipped)}). Move the '
-          'directory aside to start over, or use a new --logdir.')
+          f'({", ".join(os.path.basename(p) for p in skipped)}); the newest '
+          f'failed with {errors[0]}. Damaged files, or a model that the '
+          'config now builds differently? Move the directory aside to start '
+          'over, or use a new --logdir.')
     return None
 
   def discard(self, paths: Sequence[str]) -> None:

@@ -73,8 +73,9 @@ class Trainer:
       the TensorFlow profiler (logdir/plugins/profile/).
 
   Raises:
-    ConfigError: bad environment config, or (ConfigMismatch) a resumed
-      run's config differs and `allow_config_change` is false.
+    UnsupportedEnvironment: an environment id or space wm_tf cannot use.
+    ConfigMismatch: a resumed run's config differs from the saved one and
+      `allow_config_change` is false.
     checkpoints_lib.NoUsableCheckpoint: a resumed run's checkpoints are
       all unreadable.
   """
@@ -112,6 +113,7 @@ class Trainer:
     self.updates_due = 0.0  # fractional updates carried to the next step
     self.last_log = self.last_eval = 0  # env steps of the last write
     self.last_histogram = self.last_image = 0
+    self.nonfinite_total = 0  # updates skipped for a non-finite loss
     self.writer = tf.summary.create_file_writer(logdir)
     self.checkpoints = checkpoints_lib.RunCheckpoint(
         os.path.join(logdir, 'checkpoints'), self.agent,
@@ -119,7 +121,6 @@ class Trainer:
         max_to_keep=config.run.checkpoints_to_keep)
     self.eval_history: List[Dict[str, float]] = []
     self.nonfinite_in_a_row = 0
-    self.nonfinite_total = 0
     self._last_batch: Optional[Dict[str, np.ndarray]] = None
     self._actions: List[np.ndarray] = []  # env actions since the histogram
     self._profiling = False
@@ -142,6 +143,7 @@ class Trainer:
         'last_eval': self.last_eval,
         'last_histogram': self.last_histogram,
         'last_image': self.last_image,
+        'nonfinite_updates': self.nonfinite_total,
         'action_rng': checkpoints_lib.rng_state_text(self.rng),
         'replay_rng': checkpoints_lib.rng_state_text(self.replay.rng),
         'config': self.config_text,
@@ -159,6 +161,7 @@ class Trainer:
       self.last_log, self.last_eval = v['last_log'], v['last_eval']
       self.last_histogram, self.last_image = (v['last_histogram'],
                                               v['last_image'])
+      self.nonfinite_total = v['nonfinite_updates']
       checkpoints_lib.set_rng_state(self.rng, v['action_rng'])
       checkpoints_lib.set_rng_state(self.replay.rng, v['replay_rng'])
       self.resumed_from = restored
