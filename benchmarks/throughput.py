@@ -57,7 +57,7 @@ flags.DEFINE_integer('trainer_env_steps', 3000,
                      'Env steps of the Trainer run (0 skips it).')
 flags.DEFINE_integer('matmul_size', 2048, 'n of the n x n x n matmul.')
 flags.DEFINE_bool('quick', False,
-                  'Smoke run: small size only, 3 steps, a 400-step Trainer '
+                  'Smoke run: small size only, 3 steps, a 300-step Trainer '
                   'run and a 1024 matmul (explicit flags still win).')
 flags.DEFINE_integer('timeout', 900, 'Seconds before a part is abandoned.')
 flags.DEFINE_string('worker', None, 'Internal: run one part (JSON task).')
@@ -480,6 +480,16 @@ def _machine() -> dict:
   except OSError:
     pass
   try:
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=30)
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--', 'wm_tf',
+                            'configs'], cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=30)
+    info['commit'] = commit.stdout.strip()
+    info['library_modified'] = bool(dirty.stdout.strip())
+  except (OSError, subprocess.SubprocessError):
+    pass
+  try:
     from importlib import metadata
     for package in ('tensorflow', 'keras', 'tensorflow-probability'):
       info[package] = metadata.version(package)
@@ -505,7 +515,7 @@ def _plan() -> _Plan:
 
   plan = _Plan(sizes=list(pick('sizes', ['small'])),
                modes=list(FLAGS.modes), steps=pick('steps', 3),
-               trainer_env_steps=pick('trainer_env_steps', 400),
+               trainer_env_steps=pick('trainer_env_steps', 300),
                matmul_size=pick('matmul_size', 1024))
   for size in plan.sizes:
     if size not in SIZES:
@@ -581,6 +591,11 @@ def format_report(results: dict) -> str:
           f'train steps, full step {t["train_step_ms_after_first"]:.1f} ms; '
           f'peak RSS {t["peak_rss_mb"]:.0f} MB')
   lines.append('')
+  machine = results['machine']
+  if 'commit' in machine:
+    lines.append(f'commit {machine["commit"][:12]}'
+                 + (' (wm_tf/ or configs/ modified)'
+                    if machine.get('library_modified') else ''))
   lines.append(f'load average {results["load_start"]} at start, '
                f'{results["load_end"]} at end, on {results["machine"]["cpus"]}'
                f' CPUs; total {results["elapsed_s"]:.0f} s')
