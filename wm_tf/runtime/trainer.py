@@ -282,11 +282,16 @@ class Trainer:
       f.write(','.join(str(v) for v in row.values()) + '\n')
 
   def _write_histograms(self) -> None:
-    """Latent states of the last training batch; actions taken since."""
+    """Histograms of the last batch's latents and of the actions since.
+
+    Latents come from `latent_states`, which carries a recurrent
+    representation's history along each sequence.
+    """
     values = {}
     if self._last_batch is not None:
-      latent = self.agent.world_model.encode(
-          tf.convert_to_tensor(self._last_batch['observation']))
+      latent = self.agent.world_model.latent_states(
+          {k: tf.convert_to_tensor(self._last_batch[k])
+           for k in ('observation', 'action', 'is_first')})
       values['latent/state'] = latent.numpy()
     if self._actions:
       actions = np.concatenate(self._actions)
