@@ -167,7 +167,8 @@ def test_unusable_inputs_are_one_error(cartpole, tmp_path):
   with pytest.raises(evaluation.EvaluationError, match='does not exist'):
     evaluation.policy_from_saved_model(str(tmp_path / 'missing'))
   policy = evaluation.policy_from_run(cartpole['logdir'])
-  with pytest.raises(evaluation.EvaluationError, match='observations of size 4'):
+  with pytest.raises(evaluation.EvaluationError,
+                     match='observations of size 4'):
     evaluation.run_episodes(policy, 'Pendulum-v1', 1, SEED)
   with pytest.raises(evaluation.EvaluationError, match='CartPol-v1'):
     evaluation.run_episodes(policy, 'CartPol-v1', 1, SEED)
