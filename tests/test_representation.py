@@ -13,6 +13,8 @@ import pytest
 import tensorflow as tf
 
 from wm_tf import losses
+from wm_tf.agent.imagination import imagine
+from wm_tf.components.actor import Actor
 from wm_tf.components.representation import (REPRESENTATIONS,
                                              ContrastiveRepresentation,
                                              IdentityRepresentation,
@@ -352,6 +354,26 @@ def test_rssm_state_is_concat_of_deter_and_stoch():
   sample = prior.sample(seed=_seed()).numpy()
   np.testing.assert_allclose(sample[:, :12], states.numpy()[:, 1, :12],
                              rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('sample', [True, False])
+def test_rssm_prior_drives_imagination(sample):
+  rssm = _rssm()
+  dynamics = rssm.own_dynamics()
+  actor = Actor(A, discrete=True, units=32, layers=1)
+  features, action, is_first = _sequence()
+  states = rssm.observe_sequence(features, action, tf.constant(is_first),
+                                 seed=_seed())[0]
+  start = tf.reshape(states, [-1, rssm.latent_dim])
+  with tf.GradientTape() as tape:
+    traj = imagine(dynamics, actor, start, horizon=3, seed=_seed(),
+                   sample_dynamics=sample)
+    objective = tf.reduce_sum(tf.sin(traj['states'][:, 1:]))
+  assert traj['states'].shape == (18, 4, rssm.latent_dim)
+  assert np.all(np.isfinite(traj['states'].numpy()))
+  grads = tape.gradient(objective, actor.trainable_variables)
+  assert any(g is not None and float(tf.reduce_max(tf.abs(g))) > 0
+             for g in grads)
 
 
 def test_rssm_resets_at_is_first():
