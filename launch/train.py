@@ -23,6 +23,13 @@ flags.DEFINE_bool('allow_config_change', False,
 flags.DEFINE_bool('deterministic', False,
                   'Deterministic TensorFlow ops and every generator seeded: '
                   'the same seed gives the same losses (slower).')
+flags.DEFINE_enum('strategy', 'default',
+                  ['default', 'mirrored', 'multi_worker', 'tpu'],
+                  'Devices to train on (wm_tf/runtime/distribution.py): one '
+                  'device; all local GPUs (else logical CPUs); the workers '
+                  'of TF_CONFIG; a TPU (--tpu).')
+flags.DEFINE_string('tpu', '', "--strategy=tpu: the TPU's name or grpc:// "
+                    "address ('': this TPU VM's own).")
 flags.DEFINE_string('profile_steps', None,
                     'START,STOP: profile train steps START <= s < STOP '
                     '(trace in LOGDIR/plugins/profile, TensorBoard Profile '
@@ -67,13 +74,16 @@ def main(argv):
   if not FLAGS['verbosity'].present:
     # TensorFlow logs every checkpoint save at INFO level.
     logging.set_verbosity(logging.WARNING)
+  from wm_tf.runtime.distribution import make_strategy
+  # Before any other TensorFlow op (MultiWorkerMirroredStrategy needs it).
+  strategy = make_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
   try:
     if FLAGS.deterministic:
       trainer_lib.make_deterministic(config.seed)
     trainer = trainer_lib.Trainer(
         config, logdir, progress=FLAGS.progress,
         allow_config_change=FLAGS.allow_config_change,
-        profile_steps=profile_steps)
+        profile_steps=profile_steps, strategy=strategy)
   except (ConfigError, UnsupportedEnvironment) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)

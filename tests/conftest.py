@@ -9,6 +9,13 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+# Two logical CPU devices, so MirroredStrategy has two replicas
+# (tests/test_distribution.py); TF must not have initialised devices yet.
+# Ops without a device scope still run on the first one.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices('CPU')[0],
+    [tf.config.LogicalDeviceConfiguration()] * 2)
+
 from wm_tf.config import load_config  # noqa: E402
 from wm_tf.runtime.environments import EnvSpec  # noqa: E402
 

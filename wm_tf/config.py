@@ -53,6 +53,10 @@ class RunConfig:
   image_every: int = 2_500  # env steps between prediction images (0: never)
   max_nonfinite_in_a_row: int = 10  # non-finite updates in a row: stop
   jit: bool = True  # compile the train and act steps with XLA
+  # Number format of the networks' matmuls: 'bfloat16' computes every
+  # layer in bfloat16 with float32 weights (Keras policy 'mixed_bfloat16');
+  # distributions, losses, returns and optimizer updates stay float32.
+  precision: Literal['float32', 'bfloat16'] = 'float32'
 
 
 @dataclasses.dataclass

@@ -7,14 +7,26 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from wm_tf import replicas
+
 
 def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
   """Mean of `values` over entries where mask = 1 (0 if there are none).
 
   `values` and `mask` have the same shape; `mask` may hold non-negative
   weights (e.g. bootstrap counts) instead of 0/1.
+
+  Run once per replica under a tf.distribute strategy with R replicas, each
+  replica divides its masked sum by the global mask count / R: the mean of
+  the R results is then the masked mean of the global batch (replicas'
+  mask counts differ, so a mean of per-replica masked means would not be).
   """
-  return tf.reduce_sum(values * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+  count = tf.reduce_sum(mask)
+  if replicas.num_replicas() > 1:
+    count = replicas.mean(count)
+    return tf.reduce_sum(values * mask) / tf.maximum(
+        count, 1.0 / replicas.num_replicas())
+  return tf.reduce_sum(values * mask) / tf.maximum(count, 1.0)
 
 
 def kl_normal_to_standard(mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:

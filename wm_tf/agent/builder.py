@@ -1,11 +1,14 @@
 """Wires the components, learner and policy from a validated config.
 
 This is the only place that reads the config tree for the agent: the
-components receive plain arguments.
+components receive plain arguments, among them their Keras dtype policy
+(`run.precision`, set per layer: no global policy is touched, so agents of
+either precision can live in one process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 from typing import Optional
@@ -57,6 +60,16 @@ def _accepted(constructor, options: dict) -> dict:
   return {k: v for k, v in options.items() if k in parameters}
 
 
+# run.precision -> the dtype policy of every layer. None keeps Keras's
+# default policy (float32 unless a program set another global policy).
+_DTYPE_POLICIES = {'float32': None, 'bfloat16': 'mixed_bfloat16'}
+
+
+def dtype_policy(config: Config) -> Optional[str]:
+  """The Keras dtype policy the components are built with."""
+  return _DTYPE_POLICIES[config.run.precision]
+
+
 def _in_symlog_space(config: Config, model, name: str):
   """imagination.symlog: the head's targets or the encoder's inputs."""
   if not config.imagination.symlog:
@@ -70,6 +83,7 @@ def build_world_model(config: Config, spec: EnvSpec,
   rep = config.representation_learner
   dyn = config.dynamics
   scales = config.world_model.loss_scales
+  dtype = dtype_policy(config)
   representation_class = REPRESENTATIONS.get(rep.type)
   representation = representation_class(**_accepted(representation_class, dict(
       latent_dim=rep.latent_dim, feature_dim=config.encoder.units,
@@ -78,7 +92,7 @@ def build_world_model(config: Config, spec: EnvSpec,
       temperature=rep.temperature, projection_dim=rep.projection_dim,
       codebook_size=rep.codebook_size, commitment=rep.commitment,
       deter_dim=rep.deter_dim, free_nats=rep.free_nats)),
-      name='representation')
+      name='representation', dtype=dtype)
   # A representation with its own dynamics (the RSSM's prior) replaces
   # dynamics.type; config validation refuses a conflicting choice.
   dynamics = representation.own_dynamics()
@@ -90,16 +104,20 @@ def build_world_model(config: Config, spec: EnvSpec,
         units=dyn.units, layers=dyn.layers, activation=dyn.activation,
         members=dyn.members, bootstrap=dyn.bootstrap,
         imagination=dyn.ensemble_imagination,
-        components=dyn.components)), name='dynamics')
+        components=dyn.components)), name='dynamics', dtype=dtype)
   symlog = lambda model: _in_symlog_space(config, model, model.name)
   return WorldModel(
-      encoder=symlog(VectorEncoder(**_mlp(config.encoder), name='encoder')),
+      encoder=symlog(VectorEncoder(**_mlp(config.encoder), name='encoder',
+                                   dtype=dtype)),
       representation=representation,
       dynamics=dynamics,
-      reward=symlog(RewardHead(**_mlp(config.heads.reward), name='reward')),
-      continue_=ContinueHead(**_mlp(config.heads.continue_), name='continue'),
+      reward=symlog(RewardHead(**_mlp(config.heads.reward), name='reward',
+                               dtype=dtype)),
+      continue_=ContinueHead(**_mlp(config.heads.continue_), name='continue',
+                             dtype=dtype),
       decoder=symlog(Decoder(spec.observation_dim,
-                             **_mlp(config.heads.decoder), name='decoder')),
+                             **_mlp(config.heads.decoder), name='decoder',
+                             dtype=dtype)),
       loss_scales=dict(dynamics=scales.dynamics, reward=scales.reward,
                        decoder=scales.decoder, **{'continue': scales.continue_}),
       stop_gradient_target=config.world_model.stop_gradient_target,
@@ -111,14 +129,36 @@ def _optimizer(c) -> OptimizerSettings:
   return OptimizerSettings(c.learning_rate, c.clip_norm, c.epsilon)
 
 
-def build_agent(config: Config, spec: EnvSpec) -> Agent:
+def build_agent(config: Config, spec: EnvSpec,
+                strategy: Optional[tf.distribute.Strategy] = None) -> Agent:
+  """The agent of `config` for environment `spec`.
+
+  Args:
+    config: a validated `Config`.
+    spec: the environment's spaces.
+    strategy: None for one device, or a tf.distribute strategy: every
+      variable (models, optimizer slots, counters) is then created in its
+      scope and the learner's updates run once per replica (see
+      `wm_tf.runtime.distribution`).
+  """
+  scope = (strategy.scope() if strategy is not None
+           else contextlib.nullcontext())
+  with scope:
+    return _build_agent(config, spec, strategy)
+
+
+def _build_agent(config: Config, spec: EnvSpec,
+                 strategy: Optional[tf.distribute.Strategy]) -> Agent:
   world_model = build_world_model(config, spec)
+  dtype = dtype_policy(config)
   a = config.actor
   actor = Actor(spec.action_dim, spec.discrete, spec.low, spec.high,
                 units=a.units, layers=a.layers, activation=a.activation,
-                min_std=a.min_std, max_std=a.max_std, name='actor')
+                min_std=a.min_std, max_std=a.max_std, name='actor',
+                dtype=dtype)
   c = config.critic
-  critic_args = dict(units=c.units, layers=c.layers, activation=c.activation)
+  critic_args = dict(units=c.units, layers=c.layers, activation=c.activation,
+                     dtype=dtype)
   critic = _in_symlog_space(
       config, ValueHead(**critic_args, name='critic'), 'critic')
   slow_critic = _in_symlog_space(
@@ -151,7 +191,8 @@ def build_agent(config: Config, spec: EnvSpec) -> Agent:
                     _optimizer(opt.critic), jit_compile=config.run.jit,
                     mode=mode, optimizer_layout=OPTIMIZER_LAYOUTS.get(opt.type),
                     alpha=opt.alpha, beta=opt.beta, target=target,
-                    real_critic_term=warmup.uses_real_returns)
+                    real_critic_term=warmup.uses_real_returns,
+                    strategy=strategy)
   acting = config.acting
   fallback_class = FALLBACKS.get(acting.fallback)
   needs_planner = mode.acts_with_planner or (

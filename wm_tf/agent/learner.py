@@ -20,15 +20,28 @@ Alternatives, each chosen by the builder from a registry:
 Non-finite guard: an update whose loss or gradient norm is not finite is
 not applied (`tf.cond`, XLA-compatible); the metric 'learner/nonfinite' is
 1.0 for a call in which any update was skipped, else 0.0.
+
+Distribution: given a tf.distribute strategy (whose scope created every
+variable), each compiled update runs `strategy.run` on a batch distributed
+over the replicas ([B / R, T, ...] each, see
+`wm_tf.runtime.distribution.distribute_batch`) and averages the replicas'
+metrics. Inside, the update computes what one device computes on the
+global batch (`wm_tf.replicas`): masked means over the global mask count,
+gradients averaged over replicas before clipping, return percentiles over
+every replica's imagined returns, and identical updates of the slow critic,
+target model and counters in every replica. Only the random draws differ:
+each replica samples with its own seed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
+from wm_tf import replicas
 from wm_tf import returns as returns_lib
 from wm_tf.agent.imagination import BackpropMode, ImaginationMode, imagine
 from wm_tf.agent.optimizers import (PARTS, OptimizerLayout, OptimizerSettings,
@@ -80,6 +93,12 @@ class Learner(tf.Module):
     target: a `WorldModelTarget` to imagine in (default: the online model).
     real_critic_term: compute the real-sequence terms even if the mode
       does not use real data (for a warmup that mixes real returns in).
+    strategy: a tf.distribute strategy to run the updates under (the models
+      must have been built in its scope), or None for one device. With
+      more than one replica `jit_compile` is not used: XLA cannot compile
+      a step whose variables live on several CPU devices (MirroredStrategy
+      fails with "Trying to access resource ... located in device"), and
+      TPUStrategy compiles its replicas with XLA by itself.
   """
 
   def __init__(self, world_model: WorldModel, actor, critic, slow_critic,
@@ -93,8 +112,10 @@ class Learner(tf.Module):
                    SeparateOptimizers),
                alpha: float = 1.0, beta: float = 1.0,
                target: Optional[WorldModelTarget] = None,
-               real_critic_term: bool = False):
+               real_critic_term: bool = False,
+               strategy: Optional[tf.distribute.Strategy] = None):
     super().__init__(name=name)
+    self.strategy = strategy
     self.world_model = world_model
     self.actor = actor
     self.critic = critic
@@ -109,20 +130,30 @@ class Learner(tf.Module):
     self.world_model_optimizer = self.layout.optimizers['world_model']
     self.actor_optimizer = self.layout.optimizers['actor']
     self.critic_optimizer = self.layout.optimizers['critic']
+    # Every replica assigns these the same values; under a strategy the
+    # first replica's write is kept (ONLY_FIRST_REPLICA).
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
     # Running percentile range of the imagined returns (for normalisation).
-    self.return_scale = tf.Variable(1.0, trainable=False, name='return_scale')
+    self.return_scale = tf.Variable(1.0, trainable=False, name='return_scale',
+                                    aggregation=first)
     self.train_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                   name='train_steps')
+                                   name='train_steps', aggregation=first)
     # The warmup's weight on the real-return critic term (see warmup.py).
     self.critic_real_mix = tf.Variable(0.0, trainable=False,
-                                       name='critic_real_mix')
+                                       name='critic_real_mix',
+                                       aggregation=first)
     self._jit_compile = jit_compile
-    self.train_world_model = tf.function(
-        lambda batch: self._train_parts(batch, None, ('world_model',)),
-        jit_compile=jit_compile)
-    self.train = tf.function(
-        lambda batch, seed: self._train_parts(batch, seed, PARTS),
-        jit_compile=jit_compile)
+    if (jit_compile and strategy is not None and
+        strategy.num_replicas_in_sync > 1):
+      warnings.warn(
+          f'{type(strategy).__name__} with {strategy.num_replicas_in_sync} '
+          'replicas: the train step is compiled without XLA (run.jit only '
+          'applies to one replica; TPUs compile their replicas anyway).',
+          RuntimeWarning)
+    self.train_world_model = self._compile(
+        lambda batch: self._train_parts(batch, None, ('world_model',)))
+    self.train = self._compile(
+        lambda batch, seed: self._train_parts(batch, seed, PARTS))
     # Compiled updates of other subsets of parts, keyed by their names
     # joined with '+' (string keys: tf.Module tracks this dict).
     self._update_functions: Dict[str, Callable] = {}
@@ -163,10 +194,29 @@ class Learner(tf.Module):
     parts = tuple(p for p, on in zip(PARTS, key) if on)
     name = '+'.join(parts) or 'nothing'
     if name not in self._update_functions:
-      self._update_functions[name] = tf.function(
-          lambda batch, seed: self._train_parts(batch, seed, parts),
-          jit_compile=self._jit_compile)
+      self._update_functions[name] = self._compile(
+          lambda batch, seed: self._train_parts(batch, seed, parts))
     return self._update_functions[name]
+
+  def _compile(self, update: Callable) -> Callable:
+    """tf.function of `update(*args) -> metrics`, run once per replica.
+
+    With a strategy, the arguments are distributed values (a batch from
+    `distribute_batch`) or tensors every replica sees whole (the seed);
+    the metrics are the mean over replicas.
+    """
+    strategy = self.strategy
+    if strategy is None:
+      return tf.function(update, jit_compile=self._jit_compile)
+
+    def replicated(*args):
+      per_replica = strategy.run(update, args=args)
+      return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value,
+                                    axis=None)
+              for name, value in per_replica.items()}
+
+    jit = self._jit_compile and strategy.num_replicas_in_sync == 1
+    return tf.function(replicated, jit_compile=jit)
 
   # -- one update of some parts ---------------------------------------------
 
@@ -262,8 +312,8 @@ class Learner(tf.Module):
     """
     s = self.settings
     model = self.target.model  # the world model to imagine in
-    traj = imagine(model.dynamics, self.actor, start, s.horizon, seed,
-                   s.sample_dynamics)
+    traj = imagine(model.dynamics, self.actor, start, s.horizon,
+                   replicas.per_replica_seed(seed), s.sample_dynamics)
     states = traj['states']  # [N, H+1, D]
     rewards = model.reward(states[:, 1:]).mean()  # [N, H]
     continues = model.continue_(states[:, 1:]).mean()  # [N, H]
@@ -381,7 +431,8 @@ class Learner(tf.Module):
   def _update_return_scale(self, targets):
     if not self.settings.return_normalization:
       return tf.constant(1.0)
-    flat = tf.reshape(targets, [-1])
+    # Percentiles of the global batch's returns: every replica's targets.
+    flat = replicas.gather(tf.reshape(targets, [-1]))
     n = tf.shape(flat)[0]
     ordered = tf.sort(tf.stop_gradient(flat))
     low = ordered[tf.cast(0.05 * tf.cast(n - 1, tf.float32), tf.int32)]
@@ -396,4 +447,4 @@ class Learner(tf.Module):
     if mix <= 0:
       return
     for src, dst in zip(self.critic.variables, self.slow_critic.variables):
-      dst.assign((1.0 - mix) * dst + mix * src)
+      replicas.assign(dst, (1.0 - mix) * dst + mix * src)

@@ -28,6 +28,11 @@ Adam optimizer(s) and applies the gradients of the losses it is given:
 Every layout guards against non-finite numbers: an update whose loss or
 gradient norm is NaN or inf is not applied (`tf.cond`, also under XLA),
 and `apply` reports whether everything was applied.
+
+Under a tf.distribute strategy `apply` runs once per replica: each
+replica's gradients are averaged over the replicas (`wm_tf.replicas.mean`)
+before clipping, so the clip, the norm metric and the non-finite decision
+are those of the global batch's gradient, the same in every replica.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from typing import Dict, List, Sequence
 import keras
 import tensorflow as tf
 
+from wm_tf import replicas
 from wm_tf.registry import Registry
 
 PARTS = ('world_model', 'actor', 'critic')
@@ -63,11 +69,18 @@ def _finite(*tensors) -> tf.Tensor:
 
 
 def apply_if(optimizer, ok: tf.Tensor, grads, variables) -> tf.Tensor:
-  """Applies `grads` only where the scalar bool `ok`; returns `ok`."""
-  def apply():
-    optimizer.apply_gradients(zip(grads, variables))
-    return tf.constant(True)
-  return tf.cond(ok, apply, lambda: tf.constant(False))
+  """Applies `grads` only where the scalar bool `ok`; returns `ok`.
+
+  With R > 1 replicas, `ok` and `grads` must be the global ones (the same
+  in every replica). A Keras optimizer called in a replica context sums
+  the replicas' gradients, so each replica hands it grads / R.
+  """
+  variables = list(variables)
+  count = replicas.num_replicas()
+  if count > 1:
+    grads = [g / float(count) for g in grads]
+  return replicas.cond_apply(
+      ok, lambda *g: optimizer.apply_gradients(zip(g, variables)), grads)
 
 
 def _gradients(tape, loss, variables):
@@ -127,10 +140,11 @@ class SeparateOptimizers(OptimizerLayout):
   def apply(self, tape, losses, groups, metrics):
     applied = {}
     for part, loss in losses.items():
-      grads = _gradients(tape, loss, groups[part])
+      grads = replicas.mean(_gradients(tape, loss, groups[part]))
       grads, norm = tf.clip_by_global_norm(grads, self.settings[part].clip_norm)
       metrics[f'{part}/grad_norm'] = norm
-      applied[part] = apply_if(self.optimizers[part], _finite(loss, norm),
+      applied[part] = apply_if(self.optimizers[part],
+                               _finite(replicas.mean(loss), norm),
                                grads, groups[part])
     return applied
 
@@ -163,11 +177,12 @@ class SingleOptimizer(OptimizerLayout):
                           output_gradients=scales)
     # Variables no loss reaches are left out, so momentum cannot move them.
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-    grads, norm = tf.clip_by_global_norm([g for g, _ in pairs],
-                                         self.settings.clip_norm)
+    grads, norm = tf.clip_by_global_norm(
+        replicas.mean([g for g, _ in pairs]), self.settings.clip_norm)
     metrics['optimizer/grad_norm'] = norm
     metrics['optimizer/total_loss'] = total
-    ok = apply_if(self.optimizers['world_model'], _finite(total, norm), grads,
+    ok = apply_if(self.optimizers['world_model'],
+                  _finite(replicas.mean(total), norm), grads,
                   [v for _, v in pairs])
     return {p: ok for p in losses}
 
@@ -187,10 +202,10 @@ class MaskedOptimizer(OptimizerLayout):
   def apply(self, tape, losses, groups, metrics):
     all_grads, all_vars, checks = [], [], []
     for part, loss in losses.items():
-      grads = _gradients(tape, loss, groups[part])
+      grads = replicas.mean(_gradients(tape, loss, groups[part]))
       grads, norm = tf.clip_by_global_norm(grads, self.settings.clip_norm)
       metrics[f'{part}/grad_norm'] = norm
-      checks += [loss, norm]
+      checks += [replicas.mean(loss), norm]
       all_grads += grads
       all_vars += groups[part]
     ok = apply_if(self.optimizers['world_model'], _finite(*checks),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from wm_tf import replicas
 from wm_tf.registry import Registry
 
 WORLD_MODEL_TARGETS = Registry('world_model.target')
@@ -57,8 +58,9 @@ class WorldModelTarget(tf.Module):
     self.every = every
     self.tau = tau
     # World-model updates seen (an int64 counter, checkpointed).
-    self.updates = tf.Variable(0, dtype=tf.int64, trainable=False,
-                               name='target_updates')
+    self.updates = tf.Variable(
+        0, dtype=tf.int64, trainable=False, name='target_updates',
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
   @property
   def is_separate(self) -> bool:
@@ -67,7 +69,7 @@ class WorldModelTarget(tf.Module):
   def initialize(self) -> None:
     """Sets the target to the online weights (after both are built)."""
     for src, dst in self._pairs():
-      dst.assign(src)
+      replicas.assign(dst, src)
 
   def _pairs(self):
     return _paired_variables(self.online, self.model)
@@ -99,7 +101,7 @@ class CopyTarget(WorldModelTarget):
     super().update()
     refresh = tf.equal(self.updates % self.every, 0)
     for src, dst in self._pairs():
-      dst.assign(tf.where(refresh, src, dst))
+      replicas.assign(dst, tf.where(refresh, src, dst))
 
 
 @WORLD_MODEL_TARGETS.register('ema')
@@ -109,4 +111,4 @@ class EMATarget(WorldModelTarget):
   def update(self) -> None:
     super().update()
     for src, dst in self._pairs():
-      dst.assign((1.0 - self.tau) * dst + self.tau * src)
+      replicas.assign(dst, (1.0 - self.tau) * dst + self.tau * src)

@@ -16,7 +16,8 @@ class Actor(keras.Model):
   Continuous actions: tanh-squashed Normal inside [low, high].
 
   Both distributions have `deterministic_action()` for evaluation, and
-  their samples are one-hot [..., A] or bounded vectors [..., A].
+  their samples are one-hot [..., A] or bounded vectors [..., A]. They are
+  float32 whatever dtype policy the layers compute in (`dtype=`).
   """
 
   def __init__(self, action_dim: int, discrete: bool,
@@ -33,14 +34,15 @@ class Actor(keras.Model):
     self.high = None if discrete else tf.constant(high, tf.float32)
     self.min_std = min_std
     self.max_std = max_std
-    self.mlp = MLP(units, layers, activation, name='mlp')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
     outputs = action_dim if discrete else 2 * action_dim
     self.out = keras.layers.Dense(
         outputs, kernel_initializer=keras.initializers.VarianceScaling(0.01),
-        name='out')
+        name='out', dtype=self.dtype_policy)
 
   def call(self, state):
-    out = self.out(self.mlp(state))
+    out = tf.cast(self.out(self.mlp(state)), tf.float32)
     if self.discrete:
       return distributions.StraightThroughOneHot(logits=out)
     mean, std = tf.split(out, 2, -1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from wm_tf.components.mlp import MLP
 
@@ -10,14 +11,16 @@ from wm_tf.components.mlp import MLP
 class VectorEncoder(keras.Model):
   """MLP over flat observations.
 
-  Input: observations [..., O] float32. Output: features [..., units].
+  Input: observations [..., O] float32. Output: features [..., units],
+  float32 whatever the dtype policy the MLP computes in (`dtype=`).
   """
 
   def __init__(self, units: int = 256, layers: int = 2,
                activation: str = 'silu', **kwargs):
     super().__init__(**kwargs)
-    self.mlp = MLP(units, layers, activation, name='mlp')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
     self.output_dim = units
 
   def call(self, observation):
-    return self.mlp(observation)
+    return tf.cast(self.mlp(observation), tf.float32)

@@ -1,4 +1,8 @@
-"""Prediction heads on latent states [..., D]; each returns a distribution."""
+"""Prediction heads on latent states [..., D]; each returns a distribution.
+
+The layers compute in their dtype policy's dtype (`dtype=`, e.g.
+'mixed_bfloat16'); the distributions are always float32.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +26,13 @@ class ScalarNormalHead(keras.Model):
   def __init__(self, units: int = 256, layers: int = 2,
                activation: str = 'silu', **kwargs):
     super().__init__(**kwargs)
-    self.mlp = MLP(units, layers, activation, name='mlp')
-    self.out = keras.layers.Dense(1, kernel_initializer='zeros', name='out')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
+    self.out = keras.layers.Dense(1, kernel_initializer='zeros', name='out',
+                                  dtype=self.dtype_policy)
 
   def call(self, state):
-    mean = tf.squeeze(self.out(self.mlp(state)), -1)
+    mean = tf.cast(tf.squeeze(self.out(self.mlp(state)), -1), tf.float32)
     return tfd.Normal(mean, 1.0)
 
 
@@ -44,11 +50,12 @@ class ContinueHead(keras.Model):
   def __init__(self, units: int = 256, layers: int = 2,
                activation: str = 'silu', **kwargs):
     super().__init__(**kwargs)
-    self.mlp = MLP(units, layers, activation, name='mlp')
-    self.out = keras.layers.Dense(1, name='out')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
+    self.out = keras.layers.Dense(1, name='out', dtype=self.dtype_policy)
 
   def call(self, state):
-    logits = tf.squeeze(self.out(self.mlp(state)), -1)
+    logits = tf.cast(tf.squeeze(self.out(self.mlp(state)), -1), tf.float32)
     return tfd.Bernoulli(logits=logits, dtype=tf.float32)
 
 
@@ -58,8 +65,11 @@ class Decoder(keras.Model):
   def __init__(self, observation_dim: int, units: int = 256, layers: int = 2,
                activation: str = 'silu', **kwargs):
     super().__init__(**kwargs)
-    self.mlp = MLP(units, layers, activation, name='mlp')
-    self.out = keras.layers.Dense(observation_dim, name='out')
+    self.mlp = MLP(units, layers, activation, name='mlp',
+                   dtype=self.dtype_policy)
+    self.out = keras.layers.Dense(observation_dim, name='out',
+                                  dtype=self.dtype_policy)
 
   def call(self, state):
-    return distributions.normal(self.out(self.mlp(state)), 1.0)
+    return distributions.normal(
+        tf.cast(self.out(self.mlp(state)), tf.float32), 1.0)

@@ -11,7 +11,9 @@ class MLP(keras.layers.Layer):
   LayerNorm keeps activations in range whatever the input scale, which lets
   one learning rate fit observation, latent and action inputs alike.
 
-  Input [..., D_in] -> output [..., units] (the input itself if layers=0).
+  Input [..., D_in] -> output [..., units] (the input itself if layers=0),
+  in the compute dtype of the layer's dtype policy (`dtype=`, e.g.
+  'mixed_bfloat16'), which its Dense and LayerNorm layers share.
   """
 
   def __init__(self, units: int = 256, layers: int = 2,
@@ -24,9 +26,11 @@ class MLP(keras.layers.Layer):
     # saves every weight by name, never by variable order.
     for i in range(layers):
       setattr(self, f'dense_{i}',
-              keras.layers.Dense(units, use_bias=False, name=f'dense_{i}'))
+              keras.layers.Dense(units, use_bias=False, name=f'dense_{i}',
+                                 dtype=self.dtype_policy))
       setattr(self, f'norm_{i}',
-              keras.layers.LayerNormalization(epsilon=1e-3, name=f'norm_{i}'))
+              keras.layers.LayerNormalization(epsilon=1e-3, name=f'norm_{i}',
+                                              dtype=self.dtype_policy))
     self.activation = keras.activations.get(activation)
 
   def call(self, x):

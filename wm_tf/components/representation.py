@@ -130,7 +130,8 @@ class IdentityRepresentation(RepresentationLearner):
     self.latent_dim = feature_dim
 
   def call(self, features):
-    return distributions.deterministic(features)
+    # Keras casts the input to the compute dtype; the latent is float32.
+    return distributions.deterministic(tf.cast(features, tf.float32))
 
 
 @REPRESENTATIONS.register('mlp_autoencoder')

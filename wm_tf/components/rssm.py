@@ -17,6 +17,10 @@ the KL summed over Z ("free bits" per step: no gradient below free_nats).
 The KL trains the prior, which is also the model's dynamics: imagination
 uses `RSSMPriorDynamics`, one prior step s_t, a_t -> s_{t+1}, in place of the
 configured `dynamics.type` (whose transition loss would only duplicate it).
+
+The layers (GRU included) compute in the model's dtype policy (`dtype=`,
+e.g. 'mixed_bfloat16'); h, the Normal parameters and the states are cast to
+float32 as they leave the layers.
 """
 
 from __future__ import annotations
@@ -114,12 +118,17 @@ class RSSM(keras.Model):
     self.latent_dim = deter_dim + latent_dim
     self.free_nats = free_nats
     self.beta = beta
-    self.img_in = MLP(units, 1, activation, name='img_in')
-    self.gru = keras.layers.GRUCell(deter_dim, name='gru')
-    self.prior_mlp = MLP(units, layers, activation, name='prior_mlp')
-    self.prior_out = keras.layers.Dense(2 * latent_dim, name='prior_out')
-    self.post_mlp = MLP(units, layers, activation, name='post_mlp')
-    self.post_out = keras.layers.Dense(2 * latent_dim, name='post_out')
+    policy = self.dtype_policy
+    self.img_in = MLP(units, 1, activation, name='img_in', dtype=policy)
+    self.gru = keras.layers.GRUCell(deter_dim, name='gru', dtype=policy)
+    self.prior_mlp = MLP(units, layers, activation, name='prior_mlp',
+                         dtype=policy)
+    self.prior_out = keras.layers.Dense(2 * latent_dim, name='prior_out',
+                                        dtype=policy)
+    self.post_mlp = MLP(units, layers, activation, name='post_mlp',
+                        dtype=policy)
+    self.post_out = keras.layers.Dense(2 * latent_dim, name='post_out',
+                                       dtype=policy)
 
   def build(self, features_shape):
     # Training goes through observe_sequence, not call: build every layer
@@ -136,7 +145,7 @@ class RSSM(keras.Model):
     return state[..., :self.deter_dim], state[..., self.deter_dim:]
 
   def _normal_parameters(self, raw) -> Tuple[tf.Tensor, tf.Tensor]:
-    mean, std = tf.split(raw, 2, -1)
+    mean, std = tf.split(tf.cast(raw, tf.float32), 2, -1)
     return mean, tf.nn.softplus(std) + RSSM_MIN_STD
 
   def prior_step(self, state, action) -> RecurrentStateDistribution:
@@ -147,12 +156,15 @@ class RSSM(keras.Model):
     lead = tf.shape(x)[:-1]
     deter, _ = self.gru(tf.reshape(x, [-1, x.shape[-1]]),
                         [tf.reshape(deter, [-1, self.deter_dim])])
-    deter = tf.reshape(deter, tf.concat([lead, [self.deter_dim]], 0))
+    deter = tf.reshape(tf.cast(deter, tf.float32),
+                       tf.concat([lead, [self.deter_dim]], 0))
     mean, std = self._normal_parameters(self.prior_out(self.prior_mlp(deter)))
     return RecurrentStateDistribution(deter, mean, std)
 
   def posterior(self, deter, features) -> RecurrentStateDistribution:
     """q(s_t | h_t, e_t) given h [..., H] and features [..., F]."""
+    # `call` gets its features in the compute dtype (Keras casts inputs).
+    features = tf.cast(features, deter.dtype)
     mean, std = self._normal_parameters(
         self.post_out(self.post_mlp(tf.concat([deter, features], -1))))
     return RecurrentStateDistribution(deter, mean, std)

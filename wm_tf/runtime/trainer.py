@@ -26,6 +26,7 @@ from wm_tf import config as config_lib
 from wm_tf.agent.builder import Agent, build_agent
 from wm_tf.runtime import checkpoints as checkpoints_lib
 from wm_tf.runtime import collector as collector_lib
+from wm_tf.runtime import distribution
 from wm_tf.runtime import tensorboard_images
 from wm_tf.runtime.environments import inspect_env, make_vector_env
 from wm_tf.runtime.metrics import (ScalarAverager, write_histograms,
@@ -71,8 +72,14 @@ class Trainer:
       logdir/config.yaml (which is then replaced).
     profile_steps: (START, STOP): trace train steps START <= s < STOP with
       the TensorFlow profiler (logdir/plugins/profile/).
+    strategy: a tf.distribute strategy to train under
+      (`wm_tf.runtime.distribution.make_strategy`), or None (or the
+      default strategy) for one device. Each update samples this worker's
+      share of replay.batch_size and splits it over its replicas.
 
   Raises:
+    ConfigError: replay.batch_size is not a multiple of the strategy's
+      replicas.
     UnsupportedEnvironment: an environment id or space wm_tf cannot use.
     ConfigMismatch: a resumed run's config differs from the saved one and
       `allow_config_change` is false.
@@ -82,8 +89,18 @@ class Trainer:
 
   def __init__(self, config: config_lib.Config, logdir: str,
                progress: bool = True, allow_config_change: bool = False,
-               profile_steps: Optional[Tuple[int, int]] = None):
+               profile_steps: Optional[Tuple[int, int]] = None,
+               strategy: Optional[tf.distribute.Strategy] = None):
     self.config = config
+    self.strategy = (strategy if distribution.replicates(strategy)
+                     else None)
+    self.batch_size = config.replay.batch_size  # sampled per update
+    if self.strategy is not None:
+      try:
+        self.batch_size = distribution.local_batch_size(
+            self.strategy, config.replay.batch_size)
+      except ValueError as e:
+        raise config_lib.ConfigError(str(e)) from None
     self.logdir = logdir
     self.progress = progress
     self.profile_steps = profile_steps
@@ -98,7 +115,7 @@ class Trainer:
     checkpoints_lib.write_text_atomically(
         os.path.join(logdir, 'config.yaml'), self.config_text)
 
-    self.agent: Agent = build_agent(config, self.spec)
+    self.agent: Agent = build_agent(config, self.spec, self.strategy)
     rc = config.replay
     self.replay = SequenceReplay(
         default_step_spec(self.spec.observation_dim, self.spec.action_dim),
@@ -193,8 +210,10 @@ class Trainer:
     return tf.cast(self.seeds.make_seeds(1)[:, 0], tf.int32)
 
   def _batch(self) -> Dict[str, tf.Tensor]:
-    sample = self.replay.sample(self.config.replay.batch_size)
+    sample = self.replay.sample(self.batch_size)
     self._last_batch = sample
+    if self.strategy is not None:
+      return distribution.distribute_batch(self.strategy, sample)
     return {k: tf.convert_to_tensor(v) for k, v in sample.items()}
 
   def _update(self, averager: ScalarAverager) -> None:
