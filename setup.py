@@ -27,7 +27,8 @@ setup(
         'matplotlib>=3.7',
     ],
     extras_require={
-        'test': ['pytest>=8'],
+        # The tests render CartPole episodes to GIF, so they need 'video' too.
+        'test': ['pytest>=8', 'imageio>=2.30', 'pygame>=2.1'],
         'video': ['imageio>=2.30', 'pygame>=2.1'],  # pygame draws CartPole
         'profile': ['tensorboard-plugin-profile'],
     },
