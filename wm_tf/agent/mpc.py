@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from wm_tf import distributions
 from wm_tf.config import ConfigError
 from wm_tf.registry import Registry
 
@@ -160,7 +161,7 @@ class CrossEntropyMethod(Planner):
     mean = tf.broadcast_to((self.low + self.high) / 2.0, shape)
     std = tf.broadcast_to((self.high - self.low) / 2.0, shape)
     for i in range(self.iterations):
-      noise = tf.random.stateless_normal(
+      noise = distributions.standard_normal(
           [n, self.samples, self.horizon, self.action_dim], seeds[i])
       actions = tf.clip_by_value(mean[:, None] + std[:, None] * noise,
                                  self.low, self.high)

@@ -252,9 +252,9 @@ class EnsembleNormal(tfd.MixtureSameFamily):
     if self._sample_member:
       return super()._sample_n(n, seed=seed)
     mean = tf.reduce_mean(self._loc, -2)
-    noise = tf.random.stateless_normal(
+    noise = distributions.standard_normal(
         tf.concat([[n], tf.shape(mean)], 0),
-        seed=tfp.random.sanitize_seed(seed), dtype=mean.dtype)
+        tfp.random.sanitize_seed(seed), dtype=mean.dtype)
     return mean + tf.reduce_mean(self._scale, -2) * noise
 
 

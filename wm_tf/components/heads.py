@@ -33,7 +33,7 @@ class ScalarNormalHead(keras.Model):
 
   def call(self, state):
     mean = tf.cast(tf.squeeze(self.out(self.mlp(state)), -1), tf.float32)
-    return tfd.Normal(mean, 1.0)
+    return distributions.Normal(mean, 1.0)
 
 
 class RewardHead(ScalarNormalHead):

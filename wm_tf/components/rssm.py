@@ -56,7 +56,7 @@ class RecurrentStateDistribution(tfd.Independent):
     self._deter = tf.convert_to_tensor(deter, tf.float32)
     self._stochastic = distributions.normal(loc, scale)
     super().__init__(
-        tfd.Normal(tf.concat([self._deter, loc], -1),
+        distributions.Normal(tf.concat([self._deter, loc], -1),
                    tf.concat([tf.zeros_like(self._deter), scale], -1)),
         reinterpreted_batch_ndims=1, name=name)
     self._parameters = parameters
