@@ -66,6 +66,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -97,7 +98,8 @@ flags.DEFINE_string('name', None, "Output file stem (default 'alternatives', "
 flags.DEFINE_integer('timing_steps', 20, 'Timed train (and act) steps per '
                      'alternative, after the compiling call and '
                      '--timing_warmup_steps untimed calls.')
-flags.DEFINE_integer('timing_warmup_steps', 2, 'Untimed calls after the '
+flags.DEFINE_integer('timing_warmup_steps', 2, 'Untimed calls (of the '
+                     'alternative and of the paired baseline) after the '
                      'compiling one.')
 flags.DEFINE_bool('timing_jit', None, "Compile the timed steps with XLA "
                   "(default: the config's run.jit).")
@@ -114,7 +116,6 @@ flags.DEFINE_string('worker', None, 'Internal: run the timing tasks of this '
 FLAGS = flags.FLAGS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMING_MARKER = 'ALTERNATIVES_TIMING '
 
 
 @dataclasses.dataclass(frozen=True)
@@ -431,6 +432,11 @@ def _timed_calls(call, steps: int, warmup_steps: int,
   """
   for _ in range(warmup_steps):
     _wait(call())
+    if reference is not None:
+      # Building an agent seeds TensorFlow (keras.utils.set_random_seed),
+      # which clears the eager kernel caches: the reference's next call
+      # instantiates and optimises its graph again (seconds, not ms).
+      _wait(reference())
   seconds, reference_seconds = [], []
   for i in range(steps):
     pair = [(call, seconds)]
@@ -535,8 +541,7 @@ def run_worker(task_path: str) -> None:
       record['label'] = label
       out.write(json.dumps(record) + '\n')
       out.flush()
-      print(TIMING_MARKER + json.dumps({k: record.get(k) for k in (
-          'env', 'label', 'status')}), flush=True)
+      print(f'done {env} {label}: {record["status"]}', flush=True)
       gc.collect()  # the alternative's agent (the reference stays)
 
 
@@ -678,6 +683,12 @@ def run_learning(jobs: List[Dict], parallel: int) -> None:
             f'{proc.returncode}, {job["wall_seconds"]:.0f} s', flush=True)
 
 
+def _shown_path(path: str) -> str:
+  """Relative to the repository if inside it, else absolute."""
+  relative = os.path.relpath(path, ROOT)
+  return path if relative.startswith('..') else relative
+
+
 def learning_summary(jobs: List[Dict], threshold: Optional[float]) -> Dict:
   """Per-seed and median results of one alternative on one env."""
   seeds, refusal = {}, None
@@ -690,22 +701,31 @@ def learning_summary(jobs: List[Dict], threshold: Optional[float]) -> Dict:
              'final_env_steps': int(rows[-1]['env_steps']) if rows else None,
              'evaluations': [[int(r['env_steps']), r['eval/return']]
                              for r in rows],
-             'logdir': os.path.relpath(job['logdir'], ROOT)}
+             'logdir': _shown_path(job['logdir'])}
     if job.get('exit'):
       entry['error'] = (_error_line(job['logdir'] + '.log') or
-                        _tail(job['logdir'] + '.log'))
+                        _tail(job['logdir'] + '.log') or
+                        f'exit {job["exit"]}, empty log')
       if job['exit'] == 2 and _error_line(job['logdir'] + '.log'):
         refusal = entry['error']
     seeds[job['seed']] = entry
-  finished = [s for s in seeds.values() if s['final_return'] is not None]
+  # Medians over the runs that completed their budget; a run that ended
+  # early is reported per seed and makes the status 'failed'.
+  finished = [s for s in seeds.values()
+              if s['exit'] == 0 and s['final_return'] is not None]
   reached = [s['steps_to_threshold'] for s in finished]
   steps_median = median([math.inf if s is None else s for s in reached])
+  failures = '; '.join(
+      f'seed {seed}: {s.get("error", "no evaluations")}'
+      for seed, s in seeds.items()
+      if s['exit'] != 0 or s['final_return'] is None)
   return {
       'status': ('refused' if refusal else
                  'ok' if len(finished) == len(seeds) else 'failed'),
-      'message': refusal or '',
+      'message': refusal or failures,
       'seeds': seeds,
       'threshold': threshold,
+      'seeds_completed': len(finished),
       'seeds_reaching_threshold': sum(s is not None for s in reached),
       'steps_to_threshold_median': (
           None if steps_median in (None, math.inf) else steps_median),
@@ -786,18 +806,13 @@ def markdown_table(report: Dict) -> str:
         learning += [status, status]
       elif result is None:
         learning += ['–', '–']
-      elif result['status'] != 'ok' and not result['seeds_reaching_threshold'] \
-          and result['final_return_median'] is None:
-        message = result['message'] or '; '.join(
-            str(s.get('error', '')) for s in result['seeds'].values())
-        learning += [f'{result["status"]} {notes.ref(message)}'] * 2
+      elif result['status'] != 'ok' and not result['seeds_completed']:
+        learning += [f'{result["status"]} {notes.ref(result["message"])}'] * 2
       else:
-        n = len(result['seeds'])
+        n = result['seeds_completed']
         failed = ''
         if result['status'] != 'ok':  # some seeds ended early
-          failed = ' ' + notes.ref('; '.join(
-              f'seed {seed}: {s["error"]}' for seed, s in
-              result['seeds'].items() if s.get('error')))
+          failed = ' ' + notes.ref(result['message'])
         learning += [
             f'{_number(result["steps_to_threshold_median"])} '
             f'({result["seeds_reaching_threshold"]}/{n}){failed}',
@@ -833,6 +848,24 @@ def noise_summary(timings: Dict[tuple, Dict]) -> Dict:
           'paired_train_ratio': r.get('train_ratio_to_baseline'),
           'paired_act_ratio': r.get('act_ratio_to_baseline')}
   return out
+
+
+def _rounded(value):
+  """Floats to 5 significant digits (timings are not better than 1%)."""
+  if isinstance(value, float) and math.isfinite(value):
+    return float(f'{value:.5g}')
+  if isinstance(value, dict):
+    return {k: _rounded(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_rounded(v) for v in value]
+  return value
+
+
+def to_json(report: Dict) -> str:
+  """Indented JSON, floats rounded, each list of numbers on one line."""
+  text = json.dumps(_rounded(report), indent=1)
+  return re.sub(r'\[\s+([-+0-9.eE,\s]+?)\s+\]',
+                lambda m: '[' + ' '.join(m.group(1).split()) + ']', text)
 
 
 def write_csv(report: Dict, path: str) -> None:
@@ -1015,7 +1048,7 @@ def main(argv):
       'alternatives': alternatives,
   }
   with open(os.path.join(output, name + '.json'), 'w') as f:
-    json.dump(report, f, indent=1)
+    f.write(to_json(report))
   write_csv(report, os.path.join(output, name + '.csv'))
   print(markdown_table(report))
   if report['noise']:
