@@ -68,6 +68,13 @@ def main(argv):
   except (ConfigError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  from wm_tf.runtime.environments import inspect_env
+  try:
+    # Before TensorFlow is imported: a bad id or space prints one line.
+    inspect_env(config.env.id, config.env.max_episode_steps)
+  except UnsupportedEnvironment as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
   logdir = FLAGS.logdir or f'logdir/{config.env.id}-seed{config.seed}'
   from wm_tf.runtime import trainer as trainer_lib
   from wm_tf.runtime.checkpoints import NoUsableCheckpoint

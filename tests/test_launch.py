@@ -260,9 +260,6 @@ def test_config_error_stderr_is_exactly_one_line(args, needles,
   assert result.stderr.strip().splitlines() == _error_lines(result.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'launch/train.py imports the trainer (and TensorFlow, which logs to '
-    'stderr) before the environment is checked.'))
 @pytest.mark.parametrize('args, needles', ENV_ERRORS, ids=_ids(ENV_ERRORS))
 def test_env_error_stderr_is_exactly_one_line(args, needles,
                                               tmp_path_factory):
