@@ -74,6 +74,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from absl import app, flags
 
+from benchmarks.training_runs import (ROOT, error_line, median,
+                                     read_evaluations, run_jobs,
+                                     steps_to_threshold, train_command)
 from wm_tf import config as config_lib
 from wm_tf.config import Config, ConfigError
 
@@ -114,8 +117,6 @@ flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for every '
 flags.DEFINE_string('worker', None, 'Internal: run the timing tasks of this '
                     'JSON file.')
 FLAGS = flags.FLAGS
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -626,63 +627,6 @@ def run_timing(tasks: List[List[str]], output: str, parallel: int,
 # ----------------------------------------------------------------------------
 
 
-def read_evaluations(path: str) -> List[Dict[str, float]]:
-  with open(path) as f:
-    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def steps_to_threshold(rows, threshold: Optional[float]) -> Optional[int]:
-  if threshold is None:
-    return None
-  for row in rows:
-    if row['eval/return'] >= threshold:
-      return int(row['env_steps'])
-  return None
-
-
-def median(values):
-  values = sorted(values)
-  if not values:
-    return None
-  mid = len(values) // 2
-  return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] +
-                                                    values[mid])
-
-
-def _error_line(log_path: str) -> str:
-  try:
-    with open(log_path) as f:
-      errors = [l.strip()[len('error: '):] for l in f
-                if l.startswith('error: ')]
-  except OSError:
-    return ''
-  return errors[-1] if errors else ''
-
-
-def run_learning(jobs: List[Dict], parallel: int) -> None:
-  """Runs `launch.train` per job (dict with cmd, logdir); fills results."""
-  pending, running = list(jobs), []
-  while pending or running:
-    while pending and len(running) < parallel:
-      job = pending.pop(0)
-      os.makedirs(os.path.dirname(job['logdir']), exist_ok=True)
-      log = open(job['logdir'] + '.log', 'w')
-      job['start'] = time.time()
-      running.append((subprocess.Popen(job['cmd'], cwd=ROOT, stdout=log,
-                                       stderr=subprocess.STDOUT), log, job))
-    time.sleep(2)
-    for item in list(running):
-      proc, log, job = item
-      if proc.poll() is None:
-        continue
-      log.close()
-      running.remove(item)
-      job['exit'] = proc.returncode
-      job['wall_seconds'] = time.time() - job['start']
-      print(f'{job["env"]} {job["alternative"]} seed {job["seed"]}: exit '
-            f'{proc.returncode}, {job["wall_seconds"]:.0f} s', flush=True)
-
-
 def _shown_path(path: str) -> str:
   """Relative to the repository if inside it, else absolute."""
   relative = os.path.relpath(path, ROOT)
@@ -703,10 +647,10 @@ def learning_summary(jobs: List[Dict], threshold: Optional[float]) -> Dict:
                              for r in rows],
              'logdir': _shown_path(job['logdir'])}
     if job.get('exit'):
-      entry['error'] = (_error_line(job['logdir'] + '.log') or
+      entry['error'] = (error_line(job['logdir'] + '.log') or
                         _tail(job['logdir'] + '.log') or
                         f'exit {job["exit"]}, empty log')
-      if job['exit'] == 2 and _error_line(job['logdir'] + '.log'):
+      if job['exit'] == 2 and error_line(job['logdir'] + '.log'):
         refusal = entry['error']
     seeds[job['seed']] = entry
   # Medians over the runs that completed their budget; a run that ended
@@ -986,16 +930,16 @@ def main(argv):
         for seed in range(FLAGS.seeds):
           logdir = os.path.join(output, 'runs', f'{env}-{budgets[env]}',
                                 f'{a.name}-seed{seed}')
-          cmd = [sys.executable, '-m', 'launch.train',
-                 f'--config={config_path(env)}', f'--logdir={logdir}',
-                 f'--seed={seed}', '--noprogress']
-          cmd += [f'--set={s}' for s in extra + r.overrides]
-          cmd.append(f'--set=run.total_env_steps={budgets[env]}')
+          cmd = train_command(
+              config_path(env), logdir, seed,
+              extra + r.overrides +
+              [f'run.total_env_steps={budgets[env]}'])
           jobs.append({'env': env, 'alternative': a.name, 'seed': seed,
-                       'logdir': logdir, 'cmd': cmd})
+                       'logdir': logdir, 'cmd': cmd,
+                       'name': f'{env} {a.name} seed {seed}'})
         learning_jobs[(env, a.name)] = jobs
         all_jobs += jobs
-    run_learning(all_jobs, FLAGS.parallel)
+    run_jobs(all_jobs, FLAGS.parallel)
 
   alternatives = []
   for a in chosen:

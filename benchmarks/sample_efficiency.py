@@ -15,11 +15,12 @@ the deterministic policy. Writes, under --output:
 import csv
 import json
 import os
-import subprocess
-import sys
-import time
 
 from absl import app, flags
+
+from benchmarks.training_runs import (ROOT, median, read_evaluations,
+                                      run_jobs, steps_to_threshold,
+                                      train_command)
 
 flags.DEFINE_list('envs', ['cartpole', 'pendulum'], 'Configs under configs/.')
 flags.DEFINE_integer('seeds', 5, 'Seeds per environment (0 .. seeds-1).')
@@ -33,30 +34,6 @@ TARGETS = {
     'cartpole': {'return': 475.0, 'env_steps': 10_000},
     'pendulum': {'return': -200.0, 'env_steps': 15_000},
 }
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def read_evaluations(path):
-  with open(path) as f:
-    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def steps_to_target(rows, target):
-  for row in rows:
-    if row['eval/return'] >= target:
-      return int(row['env_steps'])
-  return None
-
-
-def median(values):
-  values = sorted(values)
-  if not values:
-    return None
-  mid = len(values) // 2
-  return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] +
-                                                    values[mid])
-
-
 def plot(env, runs, target, path):
   import matplotlib
   matplotlib.use('Agg')
@@ -84,31 +61,18 @@ def plot(env, runs, target, path):
 def main(argv):
   del argv
   os.makedirs(FLAGS.output, exist_ok=True)
-  jobs = [(env, seed) for env in FLAGS.envs for seed in range(FLAGS.seeds)]
-  running, wall = {}, {}
-  logdirs = {}
-  while jobs or running:
-    while jobs and len(running) < FLAGS.parallel:
-      env, seed = jobs.pop(0)
+  jobs, logdirs = [], {}
+  for env in FLAGS.envs:
+    for seed in range(FLAGS.seeds):
       logdir = os.path.join(FLAGS.output, 'runs', f'{env}-seed{seed}')
       logdirs[(env, seed)] = logdir
-      cmd = [sys.executable, '-m', 'launch.train',
-             f'--config={os.path.join(ROOT, "configs", env + ".yaml")}',
-             f'--logdir={logdir}', f'--seed={seed}', '--noprogress']
-      cmd += [f'--set={s}' for s in FLAGS.set]
-      os.makedirs(os.path.dirname(logdir), exist_ok=True)
-      log = open(logdir + '.log', 'w')
-      running[(env, seed)] = (subprocess.Popen(
-          cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log)
-      wall[(env, seed)] = time.time()
-    time.sleep(2)
-    for key, (proc, log) in list(running.items()):
-      if proc.poll() is not None:
-        log.close()
-        wall[key] = time.time() - wall[key]
-        print(f'{key[0]} seed {key[1]}: exit {proc.returncode}, '
-              f'{wall[key]:.0f} s', flush=True)
-        del running[key]
+      jobs.append({'env': env, 'seed': seed, 'logdir': logdir,
+                   'name': f'{env} seed {seed}',
+                   'cmd': train_command(
+                       os.path.join(ROOT, 'configs', env + '.yaml'), logdir,
+                       seed, FLAGS.set)})
+  run_jobs(jobs, FLAGS.parallel)
+  wall = {(job['env'], job['seed']): job['wall_seconds'] for job in jobs}
 
   rows_out, summary = [], {}
   for env in FLAGS.envs:
@@ -123,7 +87,7 @@ def main(argv):
                            'eval_return': r['eval/return'],
                            'wall_seconds': r['wall_seconds']})
     target = TARGETS.get(env)
-    reached = {s: steps_to_target(rows, target['return']) if target else None
+    reached = {s: steps_to_threshold(rows, target['return']) if target else None
                for s, rows in runs.items()}
     within = [s for s, st in reached.items()
               if st is not None and st <= target['env_steps']] if target else []

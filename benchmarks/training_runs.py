@@ -1,0 +1,89 @@
+"""Running `launch.train` in subprocesses and reading what the runs wrote.
+
+Shared by the benchmarks that train agents (sample_efficiency.py,
+alternatives.py): each run is its own process, so its memory, threads and
+XLA caches are its own, and a crash ends one run, not the benchmark.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def train_command(config: str, logdir: str, seed: int,
+                  overrides: Sequence[str] = ()) -> List[str]:
+  """The `python -m launch.train` command line of one run."""
+  return ([sys.executable, '-m', 'launch.train', f'--config={config}',
+           f'--logdir={logdir}', f'--seed={seed}', '--noprogress'] +
+          [f'--set={s}' for s in overrides])
+
+
+def run_jobs(jobs: List[Dict], parallel: int) -> None:
+  """Runs every job's 'cmd', at most `parallel` at once.
+
+  Each job is a dict with 'cmd' (argv), 'logdir' and 'name' (printed); its
+  output goes to LOGDIR.log. Fills each job's 'exit' (return code) and
+  'wall_seconds'.
+  """
+  pending, running = list(jobs), []
+  while pending or running:
+    while pending and len(running) < parallel:
+      job = pending.pop(0)
+      os.makedirs(os.path.dirname(job['logdir']) or '.', exist_ok=True)
+      log = open(job['logdir'] + '.log', 'w')
+      job['start'] = time.time()
+      running.append((subprocess.Popen(job['cmd'], cwd=ROOT, stdout=log,
+                                       stderr=subprocess.STDOUT), log, job))
+    time.sleep(2)
+    for item in list(running):
+      proc, log, job = item
+      if proc.poll() is None:
+        continue
+      log.close()
+      running.remove(item)
+      job['exit'] = proc.returncode
+      job['wall_seconds'] = time.time() - job.pop('start')
+      print(f'{job["name"]}: exit {proc.returncode}, '
+            f'{job["wall_seconds"]:.0f} s', flush=True)
+
+
+def read_evaluations(path: str) -> List[Dict[str, float]]:
+  """The rows of a run's evaluations.csv (env_steps, eval/return, ...)."""
+  with open(path) as f:
+    return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def steps_to_threshold(rows, threshold: Optional[float]) -> Optional[int]:
+  """Env steps of the first evaluation >= threshold (None: never)."""
+  if threshold is None:
+    return None
+  for row in rows:
+    if row['eval/return'] >= threshold:
+      return int(row['env_steps'])
+  return None
+
+
+def median(values):
+  """The median of a list (None if empty); inf counts as a value."""
+  values = sorted(values)
+  if not values:
+    return None
+  mid = len(values) // 2
+  return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] +
+                                                    values[mid])
+
+
+def error_line(log_path: str) -> str:
+  """The last 'error: ...' line the launcher printed (without the prefix)."""
+  try:
+    with open(log_path) as f:
+      errors = [l.strip()[len('error: '):] for l in f
+                if l.startswith('error: ')]
+  except OSError:
+    return ''
+  return errors[-1] if errors else ''
