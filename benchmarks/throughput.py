@@ -396,6 +396,12 @@ def _trainer_worker(task: dict) -> dict:
       'first_calls_s': round(compile_s, 2),
       'update_s': round(update_s, 2),
       'update_fraction_of_wall': round(update_s / wall_s, 3),
+      # The issue's loop-share target, first (compiling) calls excluded:
+      # the share of steady-state wall time spent outside the updates.
+      'outside_update_fraction_excluding_first_calls': round(
+          1.0 - (update_s - timers['train'].first_s -
+                 timers['train_world_model'].first_s) / max(steady_s, 1e-9),
+          3),
       'train_step_ms_after_first': round(
           1e3 * (full.total_s - full.first_s) / max(full.calls - 1, 1), 2),
       'timers': {k: t.summary() for k, t in timers.items()},
@@ -579,6 +585,7 @@ def format_report(results: dict) -> str:
     if 'error' in t:
       lines.append(f'trainer FAILED: {t["error"][:300]}')
     else:
+      outside = t['outside_update_fraction_excluding_first_calls']
       lines.append(
           f'trainer {t["config"]} ({t["units"]} units, batch '
           f'{t["batch"][0]}x{t["batch"][1]}, jit={t["jit"]}): '
@@ -588,7 +595,9 @@ def format_report(results: dict) -> str:
           f'({t["env_steps_per_s_excluding_first_calls"]:.1f} without the '
           f'{t["first_calls_s"]:.1f} s of first calls); '
           f'{100 * t["update_fraction_of_wall"]:.0f}% of wall time in '
-          f'train steps, full step {t["train_step_ms_after_first"]:.1f} ms; '
+          f'train steps ({100 * outside:.0f}% of the steady state '
+          f'outside them), full step '
+          f'{t["train_step_ms_after_first"]:.1f} ms; '
           f'peak RSS {t["peak_rss_mb"]:.0f} MB')
   lines.append('')
   machine = results['machine']
