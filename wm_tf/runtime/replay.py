@@ -101,6 +101,21 @@ def list_episode_files(directory):
     return found
 
 
+def _checked(key: str, value: np.ndarray, shape: tuple, dtype) -> np.ndarray:
+    """`value` as `dtype` after checking its shape and dtype kind.
+
+    Raises ValueError naming `key` when the shape differs from `shape` or
+    the dtype cannot be cast within its kind (e.g. float to int).
+    """
+    if value.shape != shape:
+        raise ValueError(
+            f"key '{key}': expected shape {shape}, got {value.shape}")
+    if not np.can_cast(value.dtype, dtype, casting="same_kind"):
+        raise ValueError(
+            f"key '{key}': cannot store dtype {value.dtype} as {dtype}")
+    return value.astype(dtype, copy=False)
+
+
 class SequenceReplay:
     """Uniform replay over fixed-length windows of per-stream step sequences.
 
@@ -331,17 +346,8 @@ class SequenceReplay:
                 f"unexpected {extra}")
         values = {}
         for key, (shape, dtype) in self._spec.items():
-            value = np.asarray(step[key])
-            expected = leading + shape
-            if value.shape != expected:
-                raise ValueError(
-                    f"key '{key}': expected shape {expected}, "
-                    f"got {value.shape}")
-            if not np.can_cast(value.dtype, dtype, casting="same_kind"):
-                raise ValueError(
-                    f"key '{key}': cannot store dtype {value.dtype} "
-                    f"as {dtype}")
-            values[key] = value.astype(dtype, copy=False)
+            values[key] = _checked(key, np.asarray(step[key]),
+                                   leading + shape, dtype)
         return values
 
     def _write(self, streams, values):
@@ -426,17 +432,8 @@ class SequenceReplay:
             for key, (shape, dtype) in self._spec.items():
                 if key not in data.files:
                     raise KeyError(f"missing key '{key}'")
-                value = data[key]
-                expected = (length,) + shape
-                if value.shape != expected:
-                    raise ValueError(
-                        f"key '{key}': expected shape {expected}, "
-                        f"got {value.shape}")
-                if not np.can_cast(value.dtype, dtype, casting="same_kind"):
-                    raise ValueError(
-                        f"key '{key}': cannot store dtype {value.dtype} "
-                        f"as {dtype}")
-                episode[key] = value.astype(dtype, copy=False)
+                episode[key] = _checked(key, data[key], (length,) + shape,
+                                        dtype)
         return episode
 
     def _stored(self):
