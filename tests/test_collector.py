@@ -197,11 +197,20 @@ def test_evaluate_policy_one_return_per_env(max_steps):
   num_envs, seed = 4, 123
   spec = inspect_env('CartPole-v1')
   envs = make_vector_env('CartPole-v1', num_envs, 'sync', max_steps)
+  firsts = []
+
+  def act(obs, is_first):
+    firsts.append(np.array(is_first))
+    return np.eye(2)[_lean_policy(obs)]
+
   try:
-    returns = collector_lib.evaluate_policy(
-        envs, spec, lambda obs: np.eye(2)[_lean_policy(obs)], seed=seed)
+    returns = collector_lib.evaluate_policy(envs, spec, act, seed=seed)
   finally:
     envs.close()
+  # Each episode starts at the first step only: a stateful policy resets
+  # there and carries its state after.
+  np.testing.assert_array_equal(firsts[0], np.ones(num_envs, bool))
+  assert len(firsts) > 1 and not np.any(firsts[1:])
   assert returns.shape == (num_envs,)
   expected = _reference_returns(num_envs, seed, max_steps)
   np.testing.assert_array_equal(returns, expected)

@@ -3,7 +3,7 @@
 Run directories are made as the trainer leaves them (a checkpoint of an
 agent whose actor weights were perturbed, so episodes differ in length);
 returns are checked against an independent loop over the agent's own
-`Policy.act_deterministic`.
+`Policy.act_deterministic`, carrying its state along each episode.
 """
 
 import os
@@ -38,13 +38,16 @@ def _make_run(logdir, env_id):
 def _reference_returns(trainer, episodes, seed):
   """The agent's own deterministic policy, episode i reset with seed + i."""
   env = gym.make(trainer.config.env.id)
+  policy = trainer.agent.policy
   returns = []
   for i in range(episodes):
     obs, _ = env.reset(seed=seed + i)
+    state, is_first = policy.initial_state(1), True
     total, done = 0.0, False
     while not done:
-      action = trainer.agent.policy.act_deterministic(
-          np.asarray(obs, np.float32)[None]).numpy()
+      action, state, _ = policy.act_deterministic(
+          np.asarray(obs, np.float32)[None], np.array([is_first]), state)
+      action, is_first = action.numpy(), False
       obs, reward, terminated, truncated, _ = env.step(
           to_env_actions(action, trainer.spec)[0])
       total += float(reward)

@@ -196,7 +196,11 @@ def test_mpc_mode_acts_with_planner_inside_bounds():
       spec)
   assert agent.policy.planner is not None
   obs = tf.constant(np.random.default_rng(0).normal(size=(5, 3)), tf.float32)
-  action = agent.policy.act(obs, tf.constant([1, 2])).numpy()
+  action, state, _ = agent.policy.act(obs, tf.ones([5], tf.bool),
+                                      agent.policy.initial_state(5),
+                                      tf.constant([1, 2]))
+  action = action.numpy()
+  np.testing.assert_array_equal(state['action'], action)
   assert action.shape == (5, 1)
   assert np.all(np.abs(action) <= 2.0)
   # Same seed, same plan; the planner, not the actor, chose it.

@@ -77,7 +77,10 @@ def test_bfloat16_distributions_are_float32(agents, batch_factory):
       'actor sample': half.actor(latent).sample(seed=seed),
       'actor log_prob': half.actor(latent).log_prob(action),
       'critic': half.critic(latent).mean(),
-      'act': half.policy.act(batch['observation'][:, 0], seed),
+      'act': half.policy.act(batch['observation'][:, 0],
+                             batch['is_first'][:, 0],
+                             half.policy.initial_state(len(batch['action'])),
+                             seed)[0],
   }
   for name, value in outputs.items():
     assert value.dtype == tf.float32, name

@@ -1,8 +1,13 @@
 """The acting policy: observations -> environment-ready agent actions.
 
+Acting is a step function with a state (`Policy`): the world model's latent
+after the previous observation and the action taken there, so a recurrent
+representation (an RSSM) acts on the history of its episode.
+
 Actions come from the actor (sampled, or its deterministic action) or, in
-imagination.mode 'mpc', from a planner (`wm_tf.agent.mpc`). Optionally an
-uncertainty check replaces actions where the world model is unsure:
+imagination.mode 'mpc', from a planner (`wm_tf.agent.mpc`); both act from
+that latent. Optionally an uncertainty check replaces actions where the
+world model is unsure:
 
     u(s, a) = mean over dimensions of dynamics(s, a).stddev()   [N]
 
@@ -55,16 +60,34 @@ class PlannerFallback:
 
 
 class Policy(tf.Module):
-  """Encodes observations and acts with the actor or a planner.
+  """Acts step by step, carrying the world model's latent state.
 
-  `act(observation [N, O], seed int32 [2])` and
-  `act_deterministic(observation [N, O])` return actions [N, A]: one-hot
-  vectors for discrete actions, bounded vectors for continuous ones.
-  `act_with_stats(observation, seed)` returns (actions [N, A],
-  {name: scalar}); with an uncertainty check the stats hold
+  The acting state is a dict of float32 tensors:
+    'latent' [N, D]: the latent state after the previous observation;
+    'action' [N, A]: the action taken there (a_{t-1}).
+  One step observes o_t with `world_model.observe_step` (a recurrent
+  representation carries its history; where is_first_t is set it starts
+  afresh; stateless ones ignore the state) and acts from the new latent:
+
+    s_t = observe_step(state['latent'], state['action'], o_t, is_first_t)
+    a_t = actor(s_t) sample / deterministic action, or planner(s_t)
+    new state = {'latent': s_t, 'action': a_t}
+
+  `initial_state(N)` is the state before any observation; a step from it
+  equals an is_first step, so resetting a row to it also starts an episode.
+
+  Compiled functions (one trace each: the batch size N may vary):
+    act(observation [N, O], is_first bool [N], state, seed int32 [2])
+      -> (action [N, A], new state, stats {name: scalar});
+    act_deterministic(observation, is_first, state) -> the same, with the
+      actor's deterministic action (a planner plans with seed [0, 0]).
+  Actions are one-hot vectors for discrete actions, bounded vectors for
+  continuous ones. With an uncertainty check the stats hold
   'acting/uncertain_steps', the number of the N states whose action was
-  replaced. Each is one compiled function; the batch size N may vary
-  without retracing.
+  replaced (else they are empty).
+    act_with_stats(observation, seed) -> (action, stats): one step from
+      the initial state, without history; kept for callers that time a
+      single acting step (benchmarks/alternatives.py).
 
   Args:
     world_model, actor: the models.
@@ -87,39 +110,68 @@ class Policy(tf.Module):
     self.fallback = fallback
     if uncertainty_threshold is not None and fallback is None:
       self.fallback = MeanActionFallback()
-    signature = [tf.TensorSpec([None, observation_dim], tf.float32)]
-    seeded = signature + [tf.TensorSpec([2], tf.int32)]
-    self.act = tf.function(
-        lambda observation, seed: self._act(observation, seed, False)[0],
-        jit_compile=jit_compile, input_signature=seeded,
+    self.action_dim = int(actor.action_dim)
+    observation = tf.TensorSpec([None, observation_dim], tf.float32)
+    step = [observation, tf.TensorSpec([None], tf.bool), {
+        'latent': tf.TensorSpec([None, world_model.latent_dim], tf.float32),
+        'action': tf.TensorSpec([None, self.action_dim], tf.float32)}]
+    seed = tf.TensorSpec([2], tf.int32)
+    compile_ = lambda fn, signature: tf.function(
+        fn, jit_compile=jit_compile, input_signature=signature,
         reduce_retracing=True)
-    self.act_deterministic = tf.function(
-        lambda observation: self._act(
-            observation, tf.constant([0, 0], tf.int32), True)[0],
-        jit_compile=jit_compile, input_signature=signature,
-        reduce_retracing=True)
-    self.act_with_stats = tf.function(
-        lambda observation, seed: self._act(observation, seed, False),
-        jit_compile=jit_compile, input_signature=seeded,
-        reduce_retracing=True)
+    self.act = compile_(
+        lambda observation, is_first, state, seed: self.step(
+            observation, is_first, state, seed, False), step + [seed])
+    self.act_deterministic = compile_(
+        lambda observation, is_first, state: self.step(
+            observation, is_first, state, tf.zeros([2], tf.int32), True),
+        step)
+    self.act_with_stats = compile_(self._act_first_step, [observation, seed])
+
+  @property
+  def recurrent(self) -> bool:
+    """Whether the state carries history (else acting ignores it)."""
+    return self.world_model.recurrent
+
+  def initial_state(self, batch_size) -> Dict[str, tf.Tensor]:
+    """The state before the first observation: latent [N, D], action [N, A]."""
+    return {'latent': self.world_model.initial_state(batch_size),
+            'action': tf.zeros([batch_size, self.action_dim], tf.float32)}
 
   def uncertainty(self, latent: tf.Tensor, action: tf.Tensor) -> tf.Tensor:
     """u(s, a) [N]: mean over dimensions of the next-state std."""
     return tf.reduce_mean(
         self.world_model.dynamics(latent, action).stddev(), -1)
 
-  def _act(self, observation, seed, deterministic: bool
-           ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
-    act_seed = seed
+  def step(self, observation, is_first, state: Dict[str, tf.Tensor], seed,
+           deterministic) -> Tuple[tf.Tensor, Dict[str, tf.Tensor],
+                                   Dict[str, tf.Tensor]]:
+    """One acting step, uncompiled: what `act` and `act_deterministic` run.
+
+    Args:
+      observation: o_t [N, O].
+      is_first: [N], true where o_t starts an episode.
+      state: the state after o_{t-1} (or `initial_state(N)`).
+      seed: int32 [2], the stateless seed of sampling and planning.
+      deterministic: a Python bool or a bool scalar tensor: the actor's
+        deterministic action (a planner then plans with seed [0, 0]).
+
+    Returns:
+      (action a_t [N, A], the state after o_t, stats {name: scalar}).
+    """
+    seed = tf.where(deterministic, tf.zeros_like(seed), seed)
     fallback_seed = tfp.random.split_seed(seed, n=1, salt='fallback')[0]
-    latent = self.world_model.encode(observation)
+    latent = self.world_model.observe_step(
+        state['latent'], state['action'], observation, is_first)
     dist = self.actor(latent)
     if self.planner is not None:
-      action = self.planner.plan(latent, act_seed)
-    elif deterministic:
-      action = dist.deterministic_action()
+      action = self.planner.plan(latent, seed)
+    elif isinstance(deterministic, bool):
+      action = (dist.deterministic_action() if deterministic
+                else dist.sample(seed=seed))
     else:
-      action = dist.sample(seed=act_seed)
+      action = tf.cond(deterministic, dist.deterministic_action,
+                       lambda: dist.sample(seed=seed))
     stats = {}
     if self.uncertainty_threshold is not None:
       unsure = self.uncertainty(latent, action) > self.uncertainty_threshold
@@ -130,4 +182,10 @@ class Policy(tf.Module):
       action = tf.where(unsure[:, None], safe, action)
       stats['acting/uncertain_steps'] = tf.reduce_sum(
           tf.cast(unsure, tf.float32))
+    return action, {'latent': latent, 'action': action}, stats
+
+  def _act_first_step(self, observation, seed):
+    n = tf.shape(observation)[0]
+    action, _, stats = self.step(observation, tf.ones([n], tf.bool),
+                                 self.initial_state(n), seed, False)
     return action, stats

@@ -4,13 +4,17 @@ Gymnasium's NEXT_STEP autoreset: after an episode ends in environment i,
 the next `step` ignores i's action and returns the reset observation. The
 collector records that step as is_first with reward 0, so no transition in
 the replay crosses an episode boundary (see `wm_tf.runtime.replay`).
+
+`PolicyActing` carries the acting policy's state (`wm_tf.agent.policy`)
+for the N environments from one step to the next; is_first resets a row.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 from wm_tf.runtime.environments import EnvSpec, to_env_actions
 
@@ -43,7 +47,9 @@ class Collector:
     """Records the current steps and advances every environment once.
 
     Args:
-      choose_actions: observations [N, O] -> agent actions [N, A].
+      choose_actions: observations [N, O] -> agent actions [N, A]. Where
+        `self.is_first` [N] is set, the observation starts an episode (a
+        stateful policy resets there; see `PolicyActing`).
 
     Returns:
       The step records of the current steps, each [N, ...].
@@ -81,6 +87,37 @@ class Collector:
     return done
 
 
+class PolicyActing:
+  """A `Policy` acting in N environments, with its state carried per row.
+
+  Each call advances the state by one step; pass the is_first flags of the
+  observations (the collector's `is_first`, true at every reset
+  observation) so each environment's state restarts with its episode.
+
+  Args:
+    policy: a `wm_tf.agent.policy.Policy`.
+    num_envs: N.
+  """
+
+  def __init__(self, policy, num_envs: int):
+    self.policy = policy
+    self.state = policy.initial_state(num_envs)
+
+  def act(self, observation: np.ndarray, is_first: np.ndarray,
+          seed: tf.Tensor) -> Tuple[np.ndarray, Dict[str, tf.Tensor]]:
+    """Sampled (or planned) agent actions [N, A] and the policy's stats."""
+    action, self.state, stats = self.policy.act(
+        observation, np.asarray(is_first, bool), self.state, seed)
+    return action.numpy(), stats
+
+  def act_deterministic(self, observation: np.ndarray, is_first: np.ndarray
+                        ) -> np.ndarray:
+    """The deterministic agent actions [N, A]."""
+    action, self.state, _ = self.policy.act_deterministic(
+        observation, np.asarray(is_first, bool), self.state)
+    return action.numpy()
+
+
 def random_actions(rng: np.random.Generator, spec: EnvSpec, n: int
                    ) -> np.ndarray:
   """Uniform random agent actions [n, A]: one-hot or inside the bounds."""
@@ -91,13 +128,16 @@ def random_actions(rng: np.random.Generator, spec: EnvSpec, n: int
                      (n, spec.action_dim)).astype(np.float32)
 
 
-def evaluate_policy(envs, spec: EnvSpec, act: Callable[[np.ndarray], np.ndarray],
+def evaluate_policy(envs, spec: EnvSpec,
+                    act: Callable[[np.ndarray, np.ndarray], np.ndarray],
                     seed: int) -> np.ndarray:
   """Runs one episode in each of the N environments, in parallel.
 
   Args:
     envs: a vector env of N copies (N = episodes wanted).
-    act: observations [N, O] -> agent actions [N, A] (deterministic policy).
+    act: (observations [N, O], is_first [N]) -> agent actions [N, A] (a
+      deterministic policy, e.g. `PolicyActing.act_deterministic`);
+      is_first is true at the first step only.
 
   Returns:
     The N episode returns, float64 [N].
@@ -106,8 +146,11 @@ def evaluate_policy(envs, spec: EnvSpec, act: Callable[[np.ndarray], np.ndarray]
   n = envs.num_envs
   returns = np.zeros(n)
   running = np.ones(n, bool)
+  is_first = np.ones(n, bool)
   while running.any():
-    action = to_env_actions(np.asarray(act(np.asarray(obs, np.float32))), spec)
+    action = to_env_actions(
+        np.asarray(act(np.asarray(obs, np.float32), is_first)), spec)
+    is_first = np.zeros(n, bool)
     obs, reward, terminated, truncated, _ = envs.step(action)
     returns += np.where(running, reward, 0.0)
     running &= ~np.logical_or(terminated, truncated)

@@ -281,10 +281,11 @@ class Trainer:
     c = self.config
     envs = make_vector_env(c.env.id, c.run.eval_episodes, 'sync',
                            c.env.max_episode_steps)
+    acting = collector_lib.PolicyActing(self.agent.policy,
+                                        c.run.eval_episodes)
     try:
       returns = collector_lib.evaluate_policy(
-          envs, self.spec,
-          lambda obs: self.agent.policy.act_deterministic(obs).numpy(),
+          envs, self.spec, acting.act_deterministic,
           seed=c.seed + 10_000 + self.env_steps)
     finally:
       envs.close()
@@ -353,13 +354,17 @@ class Trainer:
     bar = tqdm.tqdm(total=c.run.total_env_steps, initial=self.env_steps,
                     disable=not self.progress, unit='step', dynamic_ncols=True)
     keep_actions = bool(c.run.histogram_every)
+    # The policy's state per environment. Prefill's random steps leave it
+    # at the initial state, from which the first policy step starts as an
+    # episode start does (and as every replayed training window does).
+    acting = collector_lib.PolicyActing(self.agent.policy, n)
 
     def choose(obs):
       if self.env_steps < c.run.prefill_steps:
         return collector_lib.random_actions(self.rng, self.spec, n)
-      action, stats = self.agent.policy.act_with_stats(obs, self._seed())
+      action, stats = acting.act(obs, collector.is_first, self._seed())
       averager.add(stats)  # acting/uncertain_steps with acting.uncertainty
-      return action.numpy()
+      return action
 
     try:
       while self.env_steps < c.run.total_env_steps:
