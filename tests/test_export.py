@@ -61,6 +61,13 @@ def observations(n, dim, seed):
     return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
 
 
+def first_actions(policy, obs):
+    """The in-process policy's deterministic actions on first steps."""
+    n = len(obs)
+    return policy.act_deterministic(obs, np.ones(n, bool),
+                                    policy.initial_state(n))[0].numpy()
+
+
 @pytest.fixture(scope="module")
 def cartpole(tmp_path_factory):
     root = tmp_path_factory.mktemp("cartpole")
@@ -133,7 +140,7 @@ LOAD_AND_PLAY = textwrap.dedent("""
 def test_loads_without_wm_tf_acts_like_the_policy_and_plays(cartpole,
                                                              tmp_path):
     obs = observations(64, 4, seed=3)
-    expected = cartpole["trainer"].agent.policy.act_deterministic(obs).numpy()
+    expected = first_actions(cartpole["trainer"].agent.policy, obs)
     assert 0 < expected[:, 0].sum() < 64, "both actions should occur"
     np.save(tmp_path / "observations.npy", obs)
     np.save(tmp_path / "expected.npy", expected)
@@ -212,50 +219,6 @@ def test_saved_model_cli_lists_the_signatures(cartpole):
     assert "outputs['state']" in blocks["initial_state"]
 
 
-class StepCounterState:
-    """A stand-in recurrent policy state: S = 1, the steps since reset."""
-
-    size = 1
-
-    def __init__(self, world_model):
-        self.world_model = world_model
-
-    def initial(self, batch_size):
-        return tf.zeros([batch_size, 1])
-
-    def latent(self, observation, state):
-        return self.world_model.encode(observation)
-
-    def next(self, state, latent, agent_action):
-        return state + 1.0
-
-
-if "test_step_counter" not in export.POLICY_STATES.names():
-    export.POLICY_STATES.register("test_step_counter")(StepCounterState)
-
-
-def test_a_recurrent_state_goes_through_the_signatures(cartpole, tmp_path):
-    trainer = cartpole["trainer"]
-    serving = export.ServingPolicy(trainer.agent.world_model,
-                                   trainer.agent.actor, trainer.spec,
-                                   "test_step_counter")
-    model = tf.saved_model.load(
-        export.save_serving_policy(serving, str(tmp_path)))
-    assert model.signatures["metadata"]()["state_size"].numpy() == 1
-    obs = observations(4, 4, seed=8)
-    state = model.signatures["initial_state"](batch_size=tf.constant(4))
-    state = state["state"]
-    np.testing.assert_array_equal(state, np.zeros((4, 1)))
-    for step in (1, 2):
-        out = model.signatures["serving_default"](
-            observation=tf.constant(obs), state=state,
-            deterministic=tf.constant(True), seed=tf.constant([0, 0]))
-        state = out["next_state"]
-        np.testing.assert_array_equal(state, np.full((4, 1), step))
-    np.testing.assert_array_equal(out["action"],
-                                  serve(cartpole["model"], obs, True)["action"])
-
-
 # --------------------------------------------------------------------------
 # Continuous actions.
 
@@ -266,7 +229,7 @@ def test_pendulum_actions_match_and_stay_in_bounds(pendulum):
     out = serve(model, obs, True)
     assert out.keys() == {"action", "next_state"}
     np.testing.assert_allclose(
-        out["action"], agent.policy.act_deterministic(obs).numpy(),
+        out["action"], first_actions(agent.policy, obs),
         rtol=1e-5, atol=5e-5)
     for seed in ((1, 2), (3, 4)):
         sampled = serve(model, obs, False, seed)["action"]
@@ -284,8 +247,7 @@ def test_pendulum_actions_match_and_stay_in_bounds(pendulum):
 
 def test_restore_checks_reach_every_acting_variable(cartpole):
     agent = cartpole["trainer"].agent
-    serving = export.ServingPolicy(agent.world_model, agent.actor,
-                                   cartpole["trainer"].spec, "mlp")
+    serving = export.ServingPolicy(agent.policy, cartpole["trainer"].spec)
     assert export.unreachable_variables(
         export.trainer_checkpoint(agent), serving.serving_variables) == []
     actor_only = tf.train.Checkpoint(actor=agent.actor)

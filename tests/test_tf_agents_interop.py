@@ -35,29 +35,7 @@ TINY = [f"{key}.units=8" for key in (
     "representation_learner.latent_dim=4", "run.jit=false"]
 
 
-class StepCounterState:
-    """A stand-in recurrent policy state: S = 1, the steps since reset."""
-
-    size = 1
-
-    def __init__(self, world_model):
-        self.world_model = world_model
-
-    def initial(self, batch_size):
-        return tf.zeros([batch_size, 1])
-
-    def latent(self, observation, state):
-        return self.world_model.encode(observation)
-
-    def next(self, state, latent, agent_action):
-        return state + 1.0
-
-
-if "test_step_counter" not in export.POLICY_STATES.names():
-    export.POLICY_STATES.register("test_step_counter")(StepCounterState)
-
-
-def make_agent(env_id, seed):
+def make_agent(env_id, seed, representation="mlp"):
     """A tiny agent with randomised acting weights, and its EnvSpec.
 
     The actor's outputs are centred on a probe batch, so discrete actions
@@ -65,7 +43,8 @@ def make_agent(env_id, seed):
     """
     keras.utils.set_random_seed(seed)
     spec = inspect_env(env_id)
-    agent = build_agent(config_lib.load_config(None, TINY), spec)
+    agent = build_agent(config_lib.load_config(None, TINY + [
+        f"representation_learner.type={representation}"]), spec)
     rng = np.random.default_rng(seed)
     for v in agent.world_model.variables + agent.actor.variables:
         scale = 1.5 if v.path.endswith("out/kernel") else 0.3
@@ -80,13 +59,16 @@ def make_agent(env_id, seed):
 @pytest.fixture(scope="module", params=["CartPole-v1", "Pendulum-v1"])
 def setup(request):
     agent, spec = make_agent(request.param, seed=1)
-    serving = export.ServingPolicy(agent.world_model, agent.actor, spec, "mlp")
+    serving = export.ServingPolicy(agent.policy, spec)
     return agent, spec, wm_tf_agents.WorldModelPolicy(serving)
 
 
 def expected_actions(agent, spec, obs):
-    """Our policy's deterministic actions in the environment's form."""
-    actions = agent.policy.act_deterministic(obs).numpy()
+    """Our policy's deterministic actions on first steps, in the
+    environment's form (the MLP representation ignores the state)."""
+    n = len(obs)
+    actions = agent.policy.act_deterministic(
+        obs, np.ones(n, bool), agent.policy.initial_state(n))[0].numpy()
     return actions.argmax(-1) if spec.discrete else actions
 
 
@@ -144,7 +126,7 @@ def test_action_is_our_deterministic_action(setup, step_type):
 def test_sampling_with_a_seed_is_reproducible(setup):
     agent, spec, _ = setup
     sampling = wm_tf_agents.WorldModelPolicy(
-        export.ServingPolicy(agent.world_model, agent.actor, spec, "mlp"),
+        export.ServingPolicy(agent.policy, spec),
         deterministic=False)
     obs = np.zeros((256, spec.observation_dim), np.float32)
     first = sampling.action(time_steps(obs, ts.StepType.MID), seed=5).action
@@ -205,21 +187,34 @@ def test_policy_saver_round_trip(setup, tmp_path):
 
 
 def test_recurrent_state_is_carried_and_reset():
-    agent, spec = make_agent("CartPole-v1", seed=5)
-    serving = export.ServingPolicy(agent.world_model, agent.actor, spec,
-                                   "test_step_counter")
-    policy = wm_tf_agents.WorldModelPolicy(serving)
-    assert policy.policy_state_spec.shape == (1,)
-    obs = np.random.default_rng(6).normal(size=(3, 4)).astype(np.float32)
+    agent, spec = make_agent("CartPole-v1", seed=5, representation="rssm")
+    policy = wm_tf_agents.WorldModelPolicy(
+        export.ServingPolicy(agent.policy, spec))
+    size = agent.world_model.latent_dim + spec.action_dim
+    assert policy.policy_state_spec.shape == (size,)
+    rng = np.random.default_rng(6)
+    obs = rng.normal(size=(2, 3, 4)).astype(np.float32)
     state = policy.get_initial_state(3)
-    np.testing.assert_array_equal(state, np.zeros((3, 1)))
-    state = tf.fill([3, 1], 5.0)
-    carried = policy.action(time_steps(obs, ts.StepType.MID), state)
-    np.testing.assert_array_equal(carried.state, np.full((3, 1), 6.0))
-    reset = policy.action(time_steps(obs, ts.StepType.FIRST), state)
-    np.testing.assert_array_equal(reset.state, np.ones((3, 1)))
-    check_actions(spec, reset.action.numpy(),
-                  expected_actions(agent, spec, obs))
+    np.testing.assert_array_equal(state, np.zeros((3, size)))
+
+    # The reference: our policy stepped in-process, its state flattened.
+    own = agent.policy
+    flat = lambda s: np.concatenate([s["latent"], s["action"]], -1)
+    _, first_state, _ = own.act_deterministic(
+        obs[0], np.ones(3, bool), own.initial_state(3))
+    _, second_state, _ = own.act_deterministic(
+        obs[1], np.zeros(3, bool), first_state)
+    _, fresh_state, _ = own.act_deterministic(
+        obs[1], np.ones(3, bool), own.initial_state(3))
+
+    first = policy.action(time_steps(obs[0], ts.StepType.FIRST), state)
+    np.testing.assert_allclose(first.state, flat(first_state), atol=1e-5)
+    carried = policy.action(time_steps(obs[1], ts.StepType.MID), first.state)
+    np.testing.assert_allclose(carried.state, flat(second_state), atol=1e-5)
+    # FIRST resets the carried state (TFPolicy's automatic state reset).
+    reset = policy.action(time_steps(obs[1], ts.StepType.FIRST), first.state)
+    np.testing.assert_allclose(reset.state, flat(fresh_state), atol=1e-5)
+    assert np.abs(flat(second_state) - flat(fresh_state)).max() > 1e-3
 
 
 def test_environment_ends_with_termination_or_truncation():

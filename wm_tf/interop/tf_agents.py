@@ -20,9 +20,10 @@ Usage, e.g. to drive an episode and save the policy for tf-agents users:
 Time steps hold observations float32 [B, O]. Actions are what the
 environment takes: int64 [B] indices for discrete action spaces, float32
 [B, A] inside the bounds for continuous ones. The policy state is the
-serving policy's (`wm_tf.runtime.export.POLICY_STATES`): () while the
-representation is stateless, else float32 [B, S], reset to
-`initial_state` on FIRST time steps by TFPolicy's automatic state reset.
+serving policy's (`wm_tf.runtime.export.FlatPolicyState`): () while the
+representation is stateless, else float32 [B, S] (an RSSM's latent and
+the previous action), reset to `initial_state` on FIRST time steps by
+TFPolicy's automatic state reset.
 """
 
 from __future__ import annotations

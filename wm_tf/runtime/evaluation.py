@@ -8,7 +8,10 @@ through the same tensor-only function (see `wm_tf.runtime.export`):
       -> {'action': env action [1] or [1, A], 'next_state': [1, S], ...}
     initial_state(batch_size []) -> {'state': [batch_size, S]}
 
-Episodes run one after another in a single environment, which renders
+The state (the recurrent latent and the previous action, or S = 0 for a
+stateless representation) is carried along each episode and restarts from
+`initial_state` at each reset. Episodes run one after another in a single
+environment, which renders
 (`render_mode='rgb_array'`) when a video is asked for.
 """
 
@@ -71,8 +74,7 @@ def policy_from_run(logdir: str) -> LoadedPolicy:
     raise EvaluationError(
         f'{logdir!r} has no checkpoint yet; the trainer writes one every '
         'run.checkpoint_every train steps and at the end of the run.')
-  serving = ServingPolicy(agent.world_model, agent.actor, spec,
-                          config.representation_learner.type)
+  serving = ServingPolicy(agent.policy, spec)
   return LoadedPolicy(serving.action, serving.initial_state,
                       spec.observation_dim, config.env.id,
                       config.env.max_episode_steps, restored.path)

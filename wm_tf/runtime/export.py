@@ -24,11 +24,17 @@ action; with `deterministic` true it is ignored (but must be fed). The
 caller carries `state` from one step to the next, starting from
 `initial_state` and resetting an environment's row when its episode starts.
 
-The policy state is the one thing that depends on the representation
-learner: `POLICY_STATES` maps its YAML type to how observations and the
-carried state become the actor's input. The MLP representation encodes each
-observation alone, so S = 0 for now; a recurrent one (an RSSM) registers a
-class here whose state holds its recurrent part and the previous action.
+The state is the acting policy's (`wm_tf.agent.policy.Policy`) flattened
+into one row per environment (`FlatPolicyState`): with a recurrent
+representation (an RSSM) it is concat(latent [B, D], previous action
+[B, A]), S = D + A, so the exported policy acts on the episode's history;
+a stateless representation sees one observation at a time and S = 0.
+`initial_state` is the policy's initial state, from which a step acts as
+on an episode's first observation: resetting a row starts an episode.
+The function acts as the in-process policy does (the actor, or the planner
+in imagination.mode 'mpc', and the uncertainty fallback), traced without
+XLA: deterministic actions are the same, and sampled ones too when the
+policy runs without XLA (run.jit=false; XLA draws other random numbers).
 
     python -m launch.export --logdir=RUN --output=DIR [--version=N]
 """
@@ -45,45 +51,41 @@ import tensorflow as tf
 
 from wm_tf import config as config_lib
 from wm_tf.agent.builder import Agent, build_agent
-from wm_tf.registry import Registry
 from wm_tf.runtime.environments import (EnvSpec, UnsupportedEnvironment,
                                         inspect_env)
-
-POLICY_STATES = Registry('policy state of representation_learner')
 
 
 class ExportError(ValueError):
   """A run that cannot be exported, or an output that cannot be written."""
 
 
-@POLICY_STATES.register('mlp')
-class StatelessPolicyState:
-  """The MLP representation sees one observation at a time: S = 0.
+class FlatPolicyState:
+  """The policy's state dict as one float32 tensor [B, S].
 
-  Every policy state class has `size` (S) and
-    initial(batch_size) -> state [batch_size, S]
-    latent(observation [B, O], state [B, S]) -> the actor's input [B, D]
-    next(state [B, S], latent [B, D], agent_action [B, A]) -> state [B, S]
-  where `agent_action` is the action the policy emits at this step (one-hot
-  for discrete actions), so a recurrent model can feed it forward.
+  Recurrent: S = D + A, each row concat(latent [D], previous action [A]).
+  Stateless: S = 0; the policy's own state is rebuilt from its initial
+  state at every step (it ignores it anyway).
+
+  Args:
+    policy: the `Policy` whose state this flattens.
   """
 
-  size = 0
+  def __init__(self, policy):
+    self.policy = policy
+    self.latent_dim = int(policy.world_model.latent_dim)
+    self.size = (self.latent_dim + policy.action_dim if policy.recurrent
+                 else 0)
 
-  def __init__(self, world_model):
-    self.world_model = world_model
+  def flatten(self, state: Dict[str, tf.Tensor]) -> tf.Tensor:
+    if self.size == 0:
+      return tf.zeros([tf.shape(state['latent'])[0], 0], tf.float32)
+    return tf.concat([state['latent'], state['action']], -1)
 
-  def initial(self, batch_size: tf.Tensor) -> tf.Tensor:
-    return tf.zeros([batch_size, self.size], tf.float32)
-
-  def latent(self, observation: tf.Tensor, state: tf.Tensor) -> tf.Tensor:
-    del state
-    return self.world_model.encode(observation)
-
-  def next(self, state: tf.Tensor, latent: tf.Tensor,
-           agent_action: tf.Tensor) -> tf.Tensor:
-    del latent, agent_action
-    return state
+  def unflatten(self, flat: tf.Tensor) -> Dict[str, tf.Tensor]:
+    if self.size == 0:
+      return self.policy.initial_state(tf.shape(flat)[0])
+    return {'latent': flat[:, :self.latent_dim],
+            'action': flat[:, self.latent_dim:]}
 
 
 class _Untracked:
@@ -96,34 +98,32 @@ class _Untracked:
 class ServingPolicy(tf.Module):
   """The acting policy with tensor-only, fixed-signature functions.
 
-  Uses the world model and the actor, and holds the variables acting
+  Wraps the agent's `Policy` (its `step`, traced without XLA so the
+  SavedModel runs on any TensorFlow build), and holds the variables acting
   reads and the `tf.function`s the SavedModel exports: `action`,
   `initial_state` and `metadata` (see the module docstring for shapes).
   `state_size` is S, a Python int.
 
   Args:
-    world_model: the trained `WorldModel`.
-    actor: the trained `Actor`.
+    policy: the agent's `wm_tf.agent.policy.Policy`.
     spec: the environment's `EnvSpec`.
-    representation_type: the config's `representation_learner.type`, which
-      selects the policy state from `POLICY_STATES`.
 
   Example:
-    serving = ServingPolicy(agent.world_model, agent.actor, spec, 'mlp')
+    serving = ServingPolicy(agent.policy, spec)
     state = serving.initial_state(tf.constant(4))['state']
     out = serving.action(obs, state, tf.constant(True), tf.constant([0, 0]))
+    state = out['next_state']
   """
 
-  def __init__(self, world_model, actor, spec: EnvSpec,
-               representation_type: str, name: str = 'serving_policy'):
+  def __init__(self, policy, spec: EnvSpec, name: str = 'serving_policy'):
     super().__init__(name=name)
     # The Keras models stay out of the SavedModel's object graph: Keras 3
     # gives every model a default signature traced from its `call`, which
     # fails for models of several inputs (the dynamics). The functions
     # need the variables alone; `serving_variables` tracks those.
-    self._models = _Untracked(world_model=world_model, actor=actor)
+    self._models = _Untracked(policy=policy)
     self.spec = spec
-    self._state = POLICY_STATES.get(representation_type)(world_model)
+    self._state = FlatPolicyState(policy)
     self.state_size = int(self._state.size)
     self.action = tf.function(self._action, input_signature=[
         tf.TensorSpec([None, spec.observation_dim], tf.float32,
@@ -136,7 +136,8 @@ class ServingPolicy(tf.Module):
         tf.TensorSpec([], tf.int32, name='batch_size')])
     self.metadata = tf.function(self._metadata, input_signature=[])
     # Tracing once finds exactly the variables acting reads (the encoder,
-    # representation and actor; not the dynamics, heads or decoder).
+    # representation and actor, and what a planner or uncertainty check
+    # uses; not the decoder).
     used = {}
     for function in self.signatures().values():
       for v in function.variables:
@@ -145,24 +146,28 @@ class ServingPolicy(tf.Module):
 
   def _action(self, observation, state, deterministic, seed
               ) -> Dict[str, tf.Tensor]:
-    latent = self._state.latent(observation, state)
-    dist = self._models.actor(latent)
-    agent_action = tf.cond(deterministic, dist.deterministic_action,
-                           lambda: dist.sample(seed=seed))
+    # A reset row holds the initial state, from which a step is a first
+    # step: is_first is not needed.
+    is_first = tf.zeros([tf.shape(observation)[0]], tf.bool)
+    agent_action, next_state, _ = self._models.policy.step(
+        observation, is_first, self._state.unflatten(state), seed,
+        deterministic)
     if self.spec.discrete:
       # Straight-through samples are one_hot + p - p: rebuild an exact one.
       index = tf.argmax(agent_action, -1, output_type=tf.int64)
-      agent_action = tf.one_hot(index, self.spec.action_dim, dtype=tf.float32)
-      outputs = {'action': index, 'action_one_hot': agent_action}
+      outputs = {'action': index, 'action_one_hot': tf.one_hot(
+          index, self.spec.action_dim, dtype=tf.float32)}
     else:
       # tanh keeps samples inside; the clip guards float rounding at the edge.
       outputs = {'action': tf.clip_by_value(
           agent_action, self.spec.low, self.spec.high)}
-    outputs['next_state'] = self._state.next(state, latent, agent_action)
+    # The policy's own action goes forward, as in-process acting does.
+    outputs['next_state'] = self._state.flatten(next_state)
     return outputs
 
   def _initial_state(self, batch_size) -> Dict[str, tf.Tensor]:
-    return {'state': self._state.initial(batch_size)}
+    return {'state': self._state.flatten(
+        self._models.policy.initial_state(batch_size))}
 
   def _metadata(self) -> Dict[str, tf.Tensor]:
     out = {
@@ -263,8 +268,7 @@ def restore_run(logdir: str) -> RestoredRun:
     raise ExportError(
         f'Checkpoint {checkpoint_path!r} does not match the model described '
         f'by {config_path!r}: {_shorten(str(e))}') from None
-  serving = ServingPolicy(agent.world_model, agent.actor, spec,
-                          config.representation_learner.type)
+  serving = ServingPolicy(agent.policy, spec)
   missing = [v.name for v in unreachable_variables(
       checkpoint, serving.serving_variables)]
   if missing:
