@@ -344,3 +344,22 @@ def test_nonfinite_updates_are_skipped_then_stop_the_run(tmp_path):
   assert resumed.train_steps == 10
   for v in resumed.agent.world_model.variables:
     assert np.all(np.isfinite(v.numpy())), v.path
+
+
+def test_rssm_run_restores_in_a_process_that_built_other_agents(tmp_path):
+  """Keras numbers unnamed layers per process (the GRU's seed_generator_N):
+  a checkpoint must not depend on how many agents were built before."""
+  logdir = tmp_path / 'rssm'
+  rssm = ('representation_learner.type=rssm', 'run.total_env_steps=30',
+          'run.checkpoint_every=0')
+  first = _trainer(logdir, *rssm)
+  first.run()
+  saved = _agent_variables(first)
+  _trainer(tmp_path / 'other', *rssm)  # shifts the automatic numbering
+  resumed = _trainer(logdir, *rssm)
+  assert resumed.resumed_from is not None
+  restored = _agent_variables(resumed)
+  # Compared by position: the automatic names themselves differ.
+  assert len(restored) == len(saved)
+  for (name, value), expected in zip(restored.items(), saved.values()):
+    np.testing.assert_array_equal(value, expected, err_msg=name)

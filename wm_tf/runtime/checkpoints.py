@@ -156,6 +156,10 @@ def set_rng_state(rng: np.random.Generator, text: str) -> None:
 # ----------------------------------------------------------------------------
 
 
+# Names Keras numbers per process: 'seed_generator_12' -> 'seed_generator'.
+_AUTOMATIC_NUMBER = re.compile(r'\b(seed_generator)_\d+\b')
+
+
 def _model_variables(roots: Mapping[str, Any]) -> Dict[str, tf.Variable]:
   """Every variable of every Keras model reachable from `roots`, by path.
 
@@ -164,6 +168,11 @@ def _model_variables(roots: Mapping[str, Any]) -> Dict[str, tf.Variable]:
   those its object graph misses) not already taken, under the key
   '<object path>.<variable path>' with '/' written as '.'. Parents come
   before the layers nested in them, so keys name the outermost model.
+
+  Keras numbers the unnamed objects it makes per process (a GRU cell's
+  'seed_generator_7'): that number is dropped from the key, so a run
+  restores in a process that built other agents first. Keys that then
+  coincide get '#1', '#2', ... in the (deterministic) walk order.
   """
   out: Dict[str, tf.Variable] = {}
   taken = set()
@@ -178,7 +187,12 @@ def _model_variables(roots: Mapping[str, Any]) -> Dict[str, tf.Variable]:
       for variable in obj.variables:
         if id(variable) not in taken:
           taken.add(id(variable))
-          out[f'{path}.{variable.path}'.replace('/', '.')] = variable
+          key = _AUTOMATIC_NUMBER.sub(
+              r'\1', f'{path}.{variable.path}'.replace('/', '.'))
+          duplicate = 0
+          while (key + (f'#{duplicate}' if duplicate else '')) in out:
+            duplicate += 1
+          out[key + (f'#{duplicate}' if duplicate else '')] = variable
     for name, child in tf.train.TrackableView(obj).children(obj).items():
       queue.append((f'{path}.{name}', child))
   return out
