@@ -456,7 +456,9 @@ def test_matrix_trains_and_acts(name, eager, tmp_path):
                      for a, b in zip(online, target))
 
   obs = tf.constant(rng.normal(size=(3, spec.observation_dim)), tf.float32)
-  action, stats = agent.policy.act_with_stats(obs, tf.constant([1, 2]))
+  action, _, stats = agent.policy.act(
+      obs, tf.ones([3], tf.bool), agent.policy.initial_state(3),
+      tf.constant([1, 2]))
   action = action.numpy()
   assert action.shape == (3, spec.action_dim)
   if spec.discrete:

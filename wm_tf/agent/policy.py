@@ -85,9 +85,6 @@ class Policy(tf.Module):
   continuous ones. With an uncertainty check the stats hold
   'acting/uncertain_steps', the number of the N states whose action was
   replaced (else they are empty).
-    act_with_stats(observation, seed) -> (action, stats): one step from
-      the initial state, without history; kept for callers that time a
-      single acting step (benchmarks/alternatives.py).
 
   Args:
     world_model, actor: the models.
@@ -126,7 +123,6 @@ class Policy(tf.Module):
         lambda observation, is_first, state: self.step(
             observation, is_first, state, tf.zeros([2], tf.int32), True),
         step)
-    self.act_with_stats = compile_(self._act_first_step, [observation, seed])
 
   @property
   def recurrent(self) -> bool:
@@ -183,9 +179,3 @@ class Policy(tf.Module):
       stats['acting/uncertain_steps'] = tf.reduce_sum(
           tf.cast(unsure, tf.float32))
     return action, {'latent': latent, 'action': action}, stats
-
-  def _act_first_step(self, observation, seed):
-    n = tf.shape(observation)[0]
-    action, _, stats = self.step(observation, tf.ones([n], tf.bool),
-                                 self.initial_state(n), seed, False)
-    return action, stats
