@@ -18,7 +18,7 @@ alternative and environment:
     the steady-state train step (the warmup schedule's `update` after the
     warmup has ended) is compiled and called --timing_steps times; the
     median ms is reported, with quartiles, extremes and the load average as
-    the noise. The acting step (`Policy.act_with_stats` on num_envs
+    the noise. The acting step (`Policy.act` on num_envs
     observations, what the training loop calls) is timed the same way,
     since 'mpc' and the uncertainty fallback cost nothing in training and
     everything in acting. Replay sampling is not included. With --paired
@@ -406,14 +406,18 @@ class TimedAgent:
     seeds = tf.random.Generator.from_seed(config.seed)
     self.next_seed = lambda: tf.cast(seeds.make_seeds(1)[:, 0], tf.int32)
     self.env_step = steady_env_step(config)
+    # Mid-episode acting: the state after one step (recurrent latents too).
+    self.is_first = tf.zeros([config.env.num_envs], tf.bool)
+    self.state = self.agent.policy.initial_state(config.env.num_envs)
 
   def train(self):
     return self.agent.warmup.update(self.agent.learner, lambda: self.batch,
                                     self.next_seed, self.env_step)
 
   def act(self):
-    return self.agent.policy.act_with_stats(self.observation,
-                                            self.next_seed())
+    action, self.state, _ = self.agent.policy.act(
+        self.observation, self.is_first, self.state, self.next_seed())
+    return action
 
 
 def _first_call(call) -> float:
@@ -633,6 +637,15 @@ def _shown_path(path: str) -> str:
   return path if relative.startswith('..') else relative
 
 
+def _late_update_ms(rows) -> Optional[float]:
+  """Median over the second half of a run's evaluation windows of the
+  median wall ms per update (replay sampling included; the column
+  'update_ms' of evaluations.csv): by then the actor and critic train."""
+  late = [r['update_ms'] for r in rows[len(rows) // 2:]
+          if math.isfinite(r.get('update_ms', math.nan))]
+  return median(late)
+
+
 def learning_summary(jobs: List[Dict], threshold: Optional[float]) -> Dict:
   """Per-seed and median results of one alternative on one env."""
   seeds, refusal = {}, None
@@ -645,6 +658,7 @@ def learning_summary(jobs: List[Dict], threshold: Optional[float]) -> Dict:
              'final_env_steps': int(rows[-1]['env_steps']) if rows else None,
              'evaluations': [[int(r['env_steps']), r['eval/return']]
                              for r in rows],
+             'update_ms': _late_update_ms(rows),
              'logdir': _shown_path(job['logdir'])}
     if job.get('exit'):
       entry['error'] = (error_line(job['logdir'] + '.log') or
@@ -674,6 +688,8 @@ def learning_summary(jobs: List[Dict], threshold: Optional[float]) -> Dict:
       'steps_to_threshold_median': (
           None if steps_median in (None, math.inf) else steps_median),
       'final_return_median': median([s['final_return'] for s in finished]),
+      'update_ms_median': median([s['update_ms'] for s in finished
+                                  if s['update_ms'] is not None]),
   }
 
 
@@ -713,6 +729,11 @@ def _cell_status(entry: Dict, notes: Notes) -> Optional[str]:
   return None
 
 
+IN_RUN_TIMING = ('median wall ms per update inside the learning runs '
+                 '(replay sampling included, --parallel runs sharing the '
+                 'cores), second half of each run')
+
+
 def markdown_table(report: Dict) -> str:
   envs = report['meta']['envs']
   notes = Notes()
@@ -742,6 +763,11 @@ def markdown_table(report: Dict) -> str:
         label = f'{timing["status"]} {notes.ref(timing["message"])}'
         train.append(label)
         act.append(label)
+      elif (entry.get('learning') or {}).get('update_ms_median'):
+        # Not timed apart: the median update inside the learning runs.
+        train.append(_number(entry['learning']['update_ms_median']) + ' ' +
+                     notes.ref(IN_RUN_TIMING))
+        act.append('–')
       else:
         train.append('–')
         act.append('–')

@@ -5,6 +5,7 @@ by the tests of its outputs: TensorBoard events, checkpoint, config.yaml.
 Bad inputs must end with exit status 2 and one `error:` line, no traceback.
 """
 
+import csv
 import os
 import shutil
 import subprocess
@@ -109,6 +110,12 @@ def test_run_writes_tensorboard_scalars(run):
   (step, value), = scalars['eval/return']
   assert step == 300
   assert 1.0 <= value <= 500.0
+  # evaluations.csv has the same evaluation, and the median update time.
+  with open(os.path.join(logdir, 'evaluations.csv')) as f:
+    (row,) = list(csv.DictReader(f))
+  assert int(row['env_steps']) == 300
+  assert float(row['eval/return']) == pytest.approx(value, rel=1e-5)
+  assert 0.0 < float(row['update_ms']) < float(row['wall_seconds']) * 1e3
   # CartPole pays 1 per step: episode return = episode length.
   for (s1, ret), (s2, length) in zip(scalars['train/episode_return'],
                                      scalars['train/episode_length']):

@@ -131,6 +131,7 @@ class Trainer:
     self.last_log = self.last_eval = 0  # env steps of the last write
     self.last_histogram = self.last_image = 0
     self.nonfinite_total = 0  # updates skipped for a non-finite loss
+    self._update_seconds = []  # wall seconds per update since the last eval
     self.writer = tf.summary.create_file_writer(logdir)
     self.checkpoints = checkpoints_lib.RunCheckpoint(
         os.path.join(logdir, 'checkpoints'), self.agent,
@@ -217,10 +218,18 @@ class Trainer:
     return {k: tf.convert_to_tensor(v) for k, v in sample.items()}
 
   def _update(self, averager: ScalarAverager) -> None:
+    start = time.perf_counter()
     # The warmup schedule (config `warmup`) decides what this step updates.
     metrics = self.agent.warmup.update(self.agent.learner, self._batch,
                                        self._seed, self.env_steps)
-    self._record_update(metrics, averager)
+    self._record_update(metrics, averager)  # fetches the metrics: waits
+    self._update_seconds.append(time.perf_counter() - start)
+
+  def _update_ms_since_last_evaluation(self) -> float:
+    """Median wall ms of an update (replay sampling included) since the
+    last evaluation: the median ignores the few compiling calls."""
+    times, self._update_seconds = self._update_seconds, []
+    return 1e3 * float(np.median(times)) if times else float('nan')
 
   def _checkpoint_due(self) -> bool:
     """A multiple of run.checkpoint_every was reached since the last save.
@@ -397,7 +406,8 @@ class Trainer:
           result = self.evaluate()
           last_eval_return = result['eval/return']
           row = {'env_steps': self.env_steps, **result,
-                 'wall_seconds': time.time() - start}
+                 'wall_seconds': time.time() - start,
+                 'update_ms': self._update_ms_since_last_evaluation()}
           self.eval_history.append(row)
           self._append_evaluation(row)
           write_scalars(self.writer, result, self.env_steps)
