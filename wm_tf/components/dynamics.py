@@ -110,6 +110,29 @@ def _check_std_mode(std: str) -> None:
     raise ValueError(f"std must be 'learned' or 'fixed', got {std!r}.")
 
 
+def _build_gaussian_layers(model, latent_dim: int, outputs: int, std: str,
+                           fixed_std: float, min_std: float, max_std: float,
+                           units: int, layers: int, activation: str) -> None:
+  """Gives a Gaussian dynamics model its settings and layers.
+
+  model.mlp: (state, action) features; model.mean and (std='learned')
+  model.std: Dense(outputs), `outputs` = latent_dim per Gaussian.
+  """
+  _check_std_mode(std)
+  model.latent_dim = latent_dim
+  model.std_mode = std
+  model.fixed_std = fixed_std
+  model.min_std = min_std
+  model.max_std = max_std
+  model.mlp = MLP(units, layers, activation, name='mlp',
+                  dtype=model.dtype_policy)
+  model.mean = keras.layers.Dense(outputs, name='mean',
+                                  dtype=model.dtype_policy)
+  if std == 'learned':
+    model.std = keras.layers.Dense(outputs, name='std',
+                                   dtype=model.dtype_policy)
+
+
 @DYNAMICS.register('gaussian')
 class GaussianDynamics(DynamicsModel):
   """Diagonal Normal over the next latent state.
@@ -124,19 +147,8 @@ class GaussianDynamics(DynamicsModel):
                max_std: float = 1.0, units: int = 256, layers: int = 2,
                activation: str = 'silu', **kwargs):
     super().__init__(**kwargs)
-    _check_std_mode(std)
-    self.latent_dim = latent_dim
-    self.std_mode = std
-    self.fixed_std = fixed_std
-    self.min_std = min_std
-    self.max_std = max_std
-    self.mlp = MLP(units, layers, activation, name='mlp',
-                   dtype=self.dtype_policy)
-    self.mean = keras.layers.Dense(latent_dim, name='mean',
-                                   dtype=self.dtype_policy)
-    if std == 'learned':
-      self.std = keras.layers.Dense(latent_dim, name='std',
-                                    dtype=self.dtype_policy)
+    _build_gaussian_layers(self, latent_dim, latent_dim, std, fixed_std,
+                           min_std, max_std, units, layers, activation)
 
   def mean_and_scale(self, state, action) -> Tuple[tf.Tensor, tf.Tensor]:
     """The Normal's parameters, each [..., D], float32."""
@@ -375,24 +387,14 @@ class MixtureDynamics(DynamicsModel):
                units: int = 256, layers: int = 2, activation: str = 'silu',
                **kwargs):
     super().__init__(**kwargs)
-    _check_std_mode(std)
     if components < 1:
       raise ValueError(f'A mixture needs components >= 1, got {components}.')
-    self.latent_dim = latent_dim
     self.num_components = components
-    self.std_mode = std
-    self.fixed_std = fixed_std
-    self.min_std = min_std
-    self.max_std = max_std
-    self.mlp = MLP(units, layers, activation, name='mlp',
-                   dtype=self.dtype_policy)
+    _build_gaussian_layers(self, latent_dim, components * latent_dim, std,
+                           fixed_std, min_std, max_std, units, layers,
+                           activation)
     self.logits = keras.layers.Dense(components, name='logits',
                                      dtype=self.dtype_policy)
-    self.mean = keras.layers.Dense(components * latent_dim, name='mean',
-                                   dtype=self.dtype_policy)
-    if std == 'learned':
-      self.std = keras.layers.Dense(components * latent_dim, name='std',
-                                    dtype=self.dtype_policy)
 
   def call(self, state, action):
     hidden = self.mlp(tf.concat([state, action], -1))
