@@ -329,13 +329,10 @@ def random_batch(spec, batch_size: int, length: int, rng) -> Dict:
   """
   import numpy as np
   import tensorflow as tf
+  from wm_tf.runtime.collector import random_actions
   shape = (batch_size, length)
-  if spec.discrete:
-    action = np.eye(spec.action_dim, dtype=np.float32)[
-        rng.integers(0, spec.action_dim, shape)]
-  else:
-    action = rng.uniform(spec.low, spec.high,
-                         shape + (spec.action_dim,)).astype(np.float32)
+  action = random_actions(rng, spec, batch_size * length).reshape(
+      shape + (spec.action_dim,))
   is_last = rng.random(shape) < 0.02
   is_terminal = is_last & (rng.random(shape) < 0.5)
   is_first = np.zeros(shape, bool)

@@ -240,14 +240,16 @@ def _synthetic_batch(spec, batch_size: int, length: int, seed: int = 0):
   """A random batch [B, T, ...] in the replay's step format."""
   import numpy as np
   import tensorflow as tf
+  from wm_tf.runtime.collector import random_actions
   rng = np.random.default_rng(seed)
   shape = (batch_size, length)
-  actions = rng.integers(0, spec.action_dim, shape)
+  actions = random_actions(rng, spec, batch_size * length).reshape(
+      shape + (spec.action_dim,))
   is_first = np.zeros(shape, bool)
   is_first[:, 0] = True
   batch = {
       'observation': rng.normal(size=shape + (spec.observation_dim,)),
-      'action': np.eye(spec.action_dim)[actions],
+      'action': actions,
       'reward': np.ones(shape),
       'is_first': is_first,
       'is_terminal': rng.random(shape) < 0.05,
@@ -544,7 +546,6 @@ def format_report(results: dict) -> str:
   """The human-readable table of a results dict."""
   lines = []
   mm = results.get('matmul', {})
-  peak = None
   for name in ('float32', 'bfloat16', 'float32_xla'):
     r = mm.get(name, {})
     if 'error' in r:
@@ -555,7 +556,6 @@ def format_report(results: dict) -> str:
                    f'{r["gflops_worst"]:.1f})')
   if 'error' in mm:
     lines.append(f'matmul failed: {mm["error"]}')
-  peak = results.get('fp32_peak_gflops')
   lines.append('')
   header = (f'{"size":8s} {"mode":9s} {"units":>5s} {"ms/step":>8s} '
             f'{"[min-max]":>15s} {"cpu ms":>7s} {"steps/s":>7s} {"imag tr/s":>10s} '

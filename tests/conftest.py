@@ -17,6 +17,7 @@ tf.config.set_logical_device_configuration(
     [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from wm_tf.config import load_config  # noqa: E402
+from wm_tf.runtime.collector import random_actions  # noqa: E402
 from wm_tf.runtime.environments import EnvSpec  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,12 +71,8 @@ def make_batch(spec: EnvSpec, rng: np.random.Generator, batch_size: int = 4,
   is_first = rng.random(shape) < first_prob
   is_first[:, 0] = True
   is_terminal = (rng.random(shape) < terminal_prob) & ~is_first
-  if spec.discrete:
-    action = np.eye(spec.action_dim, dtype=np.float32)[
-        rng.integers(0, spec.action_dim, shape)]
-  else:
-    action = rng.uniform(spec.low, spec.high,
-                         shape + (spec.action_dim,)).astype(np.float32)
+  action = random_actions(rng, spec, batch_size * length).reshape(
+      shape + (spec.action_dim,))
   reward = np.where(is_first, 0.0, rng.normal(size=shape)).astype(np.float32)
   return {
       'observation': tf.constant(
