@@ -249,3 +249,57 @@ def test_trainer_trains_world_model_only_during_warmup(small_overrides,
   assert all(40 <= s <= 60 for s in full_steps), full_steps
   # train_ratio 0.25 from step 16 to 60: 45 steps -> 11 updates.
   assert abs(len(calls) - 0.25 * 45) <= 1
+
+
+def _with_continue_logit(agent, logit):
+  """Makes the continue head predict sigmoid(logit) everywhere."""
+  out = agent.world_model.continue_.out
+  out.kernel.assign(np.zeros(out.kernel.shape, np.float32))
+  out.bias.assign(np.full(out.bias.shape, logit, np.float32))
+  return agent
+
+
+@pytest.mark.parametrize('predict_continue', [True, False])
+def test_predict_continue_switches_imagined_discounts(
+    small_overrides, cartpole_spec, batch_factory, predict_continue):
+  """world_model.predict_continue=false: imagined steps never end.
+
+  The continue head predicts sigmoid(-3) ~ 0.047 everywhere. With the head
+  in use the imagined continues are that value and the rollout weights
+  decay as its powers; without it they are 1 and the weights stay at the
+  start states' alive flags. The world-model loss is the same either way.
+  """
+  overrides = small_overrides + [
+      f'world_model.predict_continue={str(predict_continue).lower()}']
+  agent = _with_continue_logit(_agent(overrides, cartpole_spec), -3.0)
+  batch = batch_factory(seed=3)
+  start, alive = _start_states(agent, batch)
+  metrics = {}
+  agent.learner._actor_critic_losses(start, alive, tf.constant([1, 2]),
+                                     metrics)
+  p = 1.0 / (1.0 + np.exp(3.0))
+  probability = agent.world_model.continue_probability(start).numpy()
+  horizon = agent.learner.settings.horizon
+  if predict_continue:
+    np.testing.assert_allclose(probability, p, rtol=1e-5)
+    np.testing.assert_allclose(metrics['imagination/continue_mean'], p,
+                               rtol=1e-5)
+    # weights_t = alive * p^t, t = 0 .. H-1.
+    expected = np.mean(alive.numpy()) * np.mean(p ** np.arange(horizon))
+  else:
+    np.testing.assert_array_equal(probability, 1.0)
+    assert float(metrics['imagination/continue_mean']) == 1.0
+    expected = np.mean(alive.numpy())
+  np.testing.assert_allclose(metrics['imagination/weight_mean'], expected,
+                             rtol=1e-5)
+
+  other = _with_continue_logit(_agent(
+      small_overrides + [f'world_model.predict_continue='
+                         f'{str(not predict_continue).lower()}'],
+      cartpole_spec), -3.0)
+  seed = tf.constant([4, 5])
+  loss = agent.world_model.world_model_loss(batch, seed)[2]
+  other_loss = other.world_model.world_model_loss(batch, seed)[2]
+  assert float(loss['world_model/continue_nll']) > 1.0  # the head is used
+  np.testing.assert_allclose(float(loss['world_model/loss']),
+                             float(other_loss['world_model/loss']), rtol=1e-6)

@@ -51,9 +51,8 @@ class PairRewardModel:
     r = tf.reduce_sum(last * tf.linalg.matvec(self.m, before), -1)
     return tfd.Normal(r + tf.linalg.matvec(last, self.b), 1.0)
 
-  def continue_(self, state):
-    return tfd.Bernoulli(probs=tf.fill(tf.shape(state)[:1], CONTINUE),
-                         dtype=tf.float32)
+  def continue_probability(self, state):
+    return tf.fill(tf.shape(state)[:1], CONTINUE)
 
   def value(self, state):
     return tfd.Normal(tf.linalg.matvec(state[:, :A], self.v), 1.0)
@@ -138,9 +137,8 @@ class QuadraticModel:
   def reward(self, state):
     return tfd.Normal(-tf.reduce_sum(tf.square(state - self.goal), -1), 1.0)
 
-  def continue_(self, state):
-    return tfd.Bernoulli(probs=tf.ones(tf.shape(state)[:1]),
-                         dtype=tf.float32)
+  def continue_probability(self, state):
+    return tf.ones(tf.shape(state)[:1])
 
 
 def test_cem_beats_random_shooting_on_quadratic_reward():

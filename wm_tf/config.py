@@ -148,6 +148,14 @@ class WorldModelConfig:
   # Stop the gradient of the dynamics target (the next encoded state), so
   # the encoder cannot shrink the dynamics loss by collapsing the latent.
   stop_gradient_target: bool = True
+  # Whether imagination and planning discount by the continue head's
+  # prediction. False: every imagined step continues (discount gamma), for
+  # environments that never terminate (Pendulum). With negative rewards a
+  # learned head invites the actor to steer into imagined states where it
+  # predicts an end (measured on Pendulum: the head's mean in imagination
+  # fell from 0.997 to 0.92 as returns collapsed). The head is still
+  # trained and its NLL logged either way.
+  predict_continue: bool = True
   # The world model the actor imagines in (its dynamics, reward and continue
   # heads): 'none' the online model; 'copy' a frozen copy refreshed every
   # `target_every` world-model updates; 'ema' an exponential moving average,

@@ -44,6 +44,10 @@ class WorldModel(keras.Model):
     loss_scales: weights of the terms 'dynamics', 'reward', 'continue',
       'decoder' (the representation's own loss carries its own weights).
     stop_gradient_target: stop the gradient of the dynamics target.
+    predict_continue: whether imagination and planning read the continue
+      head (`continue_probability`). False treats every imagined step as
+      continuing (for environments that never terminate); the head is
+      still trained on the replayed flags and its NLL logged.
     seed: base of the stateless seeds of `world_model_loss` when it is
       called without one: seed [seed, n] at its n-th call (a counter
       variable of this model), so each train step draws fresh bootstrap
@@ -52,7 +56,8 @@ class WorldModel(keras.Model):
 
   def __init__(self, encoder, representation, dynamics, reward, continue_,
                decoder, loss_scales: Dict[str, float],
-               stop_gradient_target: bool = True, seed: int = 0, **kwargs):
+               stop_gradient_target: bool = True,
+               predict_continue: bool = True, seed: int = 0, **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.representation = representation
@@ -62,6 +67,7 @@ class WorldModel(keras.Model):
     self.decoder = decoder
     self.loss_scales = dict(loss_scales)
     self.stop_gradient_target = stop_gradient_target
+    self.predict_continue = bool(predict_continue)
     self.seed = int(seed) % (2 ** 31)
     # float32, not int32: target world models mix variables by EMA, which
     # an integer variable cannot take. Counts exactly up to 2^24 calls.
@@ -73,6 +79,15 @@ class WorldModel(keras.Model):
   @property
   def latent_dim(self) -> int:
     return self.representation.latent_dim
+
+  def continue_probability(self, state: tf.Tensor) -> tf.Tensor:
+    """P(the episode goes on after reaching `state` [..., D]) -> [...].
+
+    The continue head's mean, or ones if `predict_continue` is False.
+    """
+    if not self.predict_continue:
+      return tf.ones(tf.shape(state)[:-1], tf.float32)
+    return self.continue_(state).mean()
 
   @property
   def recurrent(self) -> bool:

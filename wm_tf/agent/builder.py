@@ -121,6 +121,7 @@ def build_world_model(config: Config, spec: EnvSpec,
       loss_scales=dict(dynamics=scales.dynamics, reward=scales.reward,
                        decoder=scales.decoder, **{'continue': scales.continue_}),
       stop_gradient_target=config.world_model.stop_gradient_target,
+      predict_continue=config.world_model.predict_continue,
       seed=config.seed,
       name=name)
 

@@ -316,7 +316,7 @@ class Learner(tf.Module):
                    replicas.per_replica_seed(seed), s.sample_dynamics)
     states = traj['states']  # [N, H+1, D]
     rewards = model.reward(states[:, 1:]).mean()  # [N, H]
-    continues = model.continue_(states[:, 1:]).mean()  # [N, H]
+    continues = model.continue_probability(states[:, 1:])  # [N, H]
     discounts = s.gamma * continues
     values = self._value_net(states).mean()  # [N, H+1]
     targets = returns_lib.value_targets(

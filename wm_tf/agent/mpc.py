@@ -61,7 +61,7 @@ class Planner(tf.Module):
 
   Args:
     world_model: has `dynamics(state, action)`, `reward(state)` and
-      `continue_(state)`, each returning a distribution with `mean()`.
+      `continue_probability(state)` (see `wm_tf.world_model.WorldModel`).
     value: state [M, D] -> distribution over values [M], or None for no
       terminal value.
     action_dim: A.
@@ -111,7 +111,7 @@ class Planner(tf.Module):
     for t in range(self.horizon):
       state = wm.dynamics(state, flat[:, t]).mean()
       total += discount * wm.reward(state).mean()
-      discount *= self.gamma * wm.continue_(state).mean()
+      discount *= self.gamma * wm.continue_probability(state)
     if self.value is not None:
       total += discount * self.value(state).mean()
     return tf.reshape(total, [n, s])
