@@ -392,9 +392,10 @@ def test_rssm_resets_at_is_first():
 
 
 def test_rssm_kl_loss_with_free_nats_matches_closed_form():
+  """beta (balance KL + (1 - balance) max(free, KL)), from NumPy's KL."""
   features, action, is_first = _sequence(batch=4, length=1)
-  for free_nats in (0.0, 3.0):
-    rssm = _rssm(free_nats=free_nats, beta=0.5)
+  for free_nats, balance in ((0.0, 0.8), ('median', 0.8), ('median', 0.0)):
+    rssm = _rssm(beta=0.5, kl_balance=balance)
     _, posterior, prior = rssm.observe_step(
         rssm.initial_state(4), tf.zeros((4, A)), features[:, 0],
         tf.ones(4))
@@ -404,26 +405,82 @@ def test_rssm_kl_loss_with_free_nats_matches_closed_form():
     sp = prior.stochastic.stddev().numpy().astype(np.float64)
     kl = np.sum(np.log(sp / sq) + (sq ** 2 + (mq - mp) ** 2) / (2 * sp ** 2)
                 - 0.5, -1)
+    if free_nats == 'median':  # some steps below the free nats, some above
+      free_nats = float(np.median(kl))
+    rssm.free_nats = free_nats
     _, loss, metrics = rssm.observe_sequence(features, action,
                                              tf.constant(is_first),
                                              seed=_seed())
     np.testing.assert_allclose(float(metrics['rssm_kl']), kl.mean(),
                                rtol=1e-4)
-    np.testing.assert_allclose(float(loss),
-                               0.5 * np.maximum(kl, free_nats).mean(),
-                               rtol=1e-4)
+    expected = 0.5 * (balance * kl.mean()
+                      + (1 - balance) * np.maximum(kl, free_nats).mean())
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-4)
 
 
-def test_rssm_free_nats_stop_the_gradient_below_them():
-  features, action, is_first = _sequence()
-  rssm = _rssm(free_nats=1e6)
+def _rssm_kl_gradients(rssm, features, action, is_first):
+  """{'prior': grads of prior_out, 'posterior': grads of post_out}."""
   rssm.observe_sequence(features, action, tf.constant(is_first))
+  weights = {'prior': rssm.prior_out.trainable_variables,
+             'posterior': rssm.post_out.trainable_variables}
   with tf.GradientTape() as tape:
     loss = rssm.observe_sequence(features, action, tf.constant(is_first),
                                  seed=_seed())[1]
-  grads = tape.gradient(loss, rssm.trainable_variables)
-  assert all(g is None or float(tf.reduce_max(tf.abs(g))) == 0
-             for g in grads)
+  grads = tape.gradient(loss, weights)
+  return {k: [np.zeros(v.shape) if g is None else g.numpy()
+              for g, v in zip(grads[k], weights[k])] for k in weights}
+
+
+def test_rssm_free_nats_stop_the_posterior_gradient_but_not_the_prior():
+  """Below the free nats only the prior learns (it is the dynamics)."""
+  features, action, is_first = _sequence()
+  # One step: the KL of that step alone, so the posterior's weights get
+  # nothing (on longer sequences the prior's term reaches them through the
+  # earlier samples z_{t-1} that h_t reads).
+  grads = _rssm_kl_gradients(_rssm(free_nats=1e6), features[:, :1],
+                             action[:, :1], is_first[:, :1])
+  assert all(np.max(np.abs(g)) == 0 for g in grads['posterior'])
+  assert any(np.max(np.abs(g)) > 0 for g in grads['prior'])
+  grads = _rssm_kl_gradients(_rssm(free_nats=1e6), features, action,
+                             is_first)
+  assert all(np.max(np.abs(g)) > 0 for g in grads['prior'])
+  # All of the KL to the posterior: nothing reaches the prior's weights
+  # below the free nats, which was how the prior stopped learning.
+  grads = _rssm_kl_gradients(_rssm(free_nats=1e6, kl_balance=0.0),
+                             features, action, is_first)
+  assert all(np.max(np.abs(g)) == 0 for g in grads['prior'] +
+             grads['posterior'])
+
+
+def test_rssm_kl_balance_splits_the_kl_gradient():
+  """One step, no free nats: the prior's output layer gets kl_balance times
+  the gradient of the plain KL, the posterior's the rest.
+
+  The reference is the closed-form KL of the raw means and stds, with no
+  stop-gradient (on a first step each output layer reaches the loss only
+  through its own distribution).
+  """
+  features, action, is_first = _sequence(length=1)
+  rssm = _rssm(kl_balance=0.8, beta=1.0)
+  got = _rssm_kl_gradients(rssm, features, action, is_first)
+  weights = {'prior': rssm.prior_out.trainable_variables,
+             'posterior': rssm.post_out.trainable_variables}
+  with tf.GradientTape() as tape:
+    _, posterior, prior = rssm.observe_step(
+        rssm.initial_state(3), tf.zeros((3, A)), features[:, 0], tf.ones(3))
+    mq, sq = posterior.stochastic.mean(), posterior.stochastic.stddev()
+    mp, sp = prior.stochastic.mean(), prior.stochastic.stddev()
+    kl = tf.reduce_mean(tf.reduce_sum(
+        tf.math.log(sp / sq) + (sq ** 2 + (mq - mp) ** 2) / (2 * sp ** 2)
+        - 0.5, -1))
+  reference = tape.gradient(kl, weights)
+  for key, share in (('prior', 0.8), ('posterior', 0.2)):
+    # (From the zero initial state the prior's input is zero: only its
+    # bias has a gradient.)
+    assert any(np.max(np.abs(r.numpy())) > 0 for r in reference[key])
+    for g, r in zip(got[key], reference[key]):
+      np.testing.assert_allclose(g, share * r.numpy(), rtol=1e-4,
+                                 atol=1e-7)
 
 
 def test_world_model_with_rssm_uses_prior_as_dynamics_and_acts_stepwise():

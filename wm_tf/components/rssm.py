@@ -11,12 +11,28 @@ sees its predecessor.
 
 Training (`observe_sequence`) runs the posterior over a [B, T] sequence,
 one step at a time (T is static, so the loop is unrolled and XLA compiles
-it), sampling z_t reparameterised; its loss is
-  beta * mean over [B, T] of max(free_nats, KL(q(z_t) || p(z_t))),
-the KL summed over Z ("free bits" per step: no gradient below free_nats).
-The KL trains the prior, which is also the model's dynamics: imagination
-uses `RSSMPriorDynamics`, one prior step s_t, a_t -> s_{t+1}, in place of the
+it), sampling z_t reparameterised. Its loss is the KL of posterior to prior,
+summed over Z, split in two terms that train different sides (KL balancing,
+as in DreamerV2), means over [B, T]:
+  beta * (kl_balance * KL(sg(q(z_t)) || p(z_t))
+          + (1 - kl_balance) * max(free_nats, KL(q(z_t) || sg(p(z_t))))).
+The first term trains the prior to predict the posterior (and, through
+h_t, the GRU path and the earlier samples z_{t-1} it reads); the second
+pulls the posterior towards the prior, with "free bits" per step (no
+gradient below free_nats). Both terms have the KL's value.
+The prior is also the model's dynamics: imagination uses
+`RSSMPriorDynamics`, one prior step s_t, a_t -> s_{t+1}, in place of the
 configured `dynamics.type` (whose transition loss would only duplicate it).
+
+Why the prior's term has no free bits: the free bits are there so that the
+posterior may keep some information for free; they must not stop the prior
+from learning. With both sides behind one max(free_nats, KL), on CartPole
+(4 observation dims, a unit-std decoder) the KL settled just under the
+free nats (0.82 of 1.0), so the prior got almost no gradient: after 1000
+world-model updates on random steps its mean missed the posterior state by
+an MSE of 0.26 (the MLP bottleneck's dynamics: 0.017 on its own latent),
+and imagined survival over 15 steps did not tell a balancing heuristic
+from random actions (9.0 against 9.1; MLP bottleneck: 14.1 against 11.6).
 
 The layers (GRU included) compute in the model's dtype policy (`dtype=`,
 e.g. 'mixed_bfloat16'); h, the Normal parameters and the states are cast to
@@ -90,8 +106,11 @@ class RSSM(keras.Model):
       (`self.latent_dim` is D, what the dynamics, heads and actor see).
     action_dim: A.
     units, layers, activation: the MLPs of the prior and posterior heads.
-    free_nats: per-step KL below which it has no gradient.
+    free_nats: per-step KL below which the posterior's term has no
+      gradient.
     beta: weight of the KL term.
+    kl_balance: share of the KL that trains the prior (0.8: DreamerV2's
+      balance); the rest regularises the posterior.
 
   API (N any batch size):
     initial_state(N) -> zeros [N, D];
@@ -110,14 +129,17 @@ class RSSM(keras.Model):
   def __init__(self, latent_dim: int = 32, deter_dim: int = 64,
                action_dim: int = 1, units: int = 256, layers: int = 1,
                activation: str = 'silu', free_nats: float = 1.0,
-               beta: float = 1.0, **kwargs):
+               beta: float = 1.0, kl_balance: float = 0.8, **kwargs):
     super().__init__(**kwargs)
     self.stoch_dim = latent_dim
     self.deter_dim = deter_dim
     self.action_dim = action_dim
     self.latent_dim = deter_dim + latent_dim
+    if not 0.0 <= kl_balance <= 1.0:
+      raise ValueError(f'kl_balance must be in [0, 1], got {kl_balance}.')
     self.free_nats = free_nats
     self.beta = beta
+    self.kl_balance = kl_balance
     policy = self.dtype_policy
     self.img_in = MLP(units, 1, activation, name='img_in', dtype=policy)
     self.gru = keras.layers.GRUCell(deter_dim, name='gru', dtype=policy)
@@ -197,19 +219,25 @@ class RSSM(keras.Model):
              else [None] * length)
     state = self.initial_state(tf.shape(features)[0])
     prev_action = tf.zeros_like(action[:, 0])
-    states, kls, post_std, prior_std = [], [], [], []
+    states, prior_kls, posterior_kls, post_std, prior_std = [], [], [], [], []
     for t in range(length):
       state, posterior, prior = self.observe_step(
           state, prev_action, features[:, t], is_first[:, t], seeds[t])
       states.append(state)
-      kls.append(tfd.kl_divergence(posterior.stochastic, prior.stochastic))
-      post_std.append(tf.reduce_mean(posterior.stochastic.stddev()))
-      prior_std.append(tf.reduce_mean(prior.stochastic.stddev()))
+      q, p = posterior.stochastic, prior.stochastic
+      prior_kls.append(tfd.kl_divergence(_stopped(q), p))
+      posterior_kls.append(tfd.kl_divergence(q, _stopped(p)))
+      post_std.append(tf.reduce_mean(q.stddev()))
+      prior_std.append(tf.reduce_mean(p.stddev()))
       prev_action = action[:, t]
-    kl = tf.stack(kls, 1)  # [B, T]
-    kl_loss = tf.reduce_mean(tf.maximum(kl, self.free_nats))
+    prior_kl = tf.stack(prior_kls, 1)  # [B, T], the KL, gradient to p only
+    posterior_kl = tf.stack(posterior_kls, 1)  # the same value, to q only
+    kl_loss = (
+        self.kl_balance * tf.reduce_mean(prior_kl)
+        + (1.0 - self.kl_balance)
+        * tf.reduce_mean(tf.maximum(posterior_kl, self.free_nats)))
     metrics = {
-        'rssm_kl': tf.reduce_mean(kl),
+        'rssm_kl': tf.reduce_mean(prior_kl),
         'rssm_kl_loss': kl_loss,
         'rssm_posterior_std': tf.add_n(post_std) / float(length),
         'rssm_prior_std': tf.add_n(prior_std) / float(length),
@@ -218,6 +246,12 @@ class RSSM(keras.Model):
 
   def own_dynamics(self) -> 'RSSMPriorDynamics':
     return RSSMPriorDynamics(self, name='dynamics')
+
+
+def _stopped(normal: tfd.Distribution) -> tfd.Distribution:
+  """The same Normal with its parameters' gradients stopped."""
+  return distributions.normal(tf.stop_gradient(normal.mean()),
+                              tf.stop_gradient(normal.stddev()))
 
 
 class RSSMPriorDynamics(DynamicsModel):
