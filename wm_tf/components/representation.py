@@ -191,6 +191,14 @@ class VAERepresentation(RepresentationLearner):
   model trains on the reparameterised sample (`training_latent`); acting
   uses the mode (the mean). Loss: beta * mean over [B, T] of
   KL(q || N(0, I)), summed over the latent dimensions.
+
+  beta must fit the observations: the KL is summed over D latent
+  dimensions, while the decoder is a unit-std Normal, so on observations
+  of small variance a nat of latent information buys well under a nat of
+  likelihood. On CartPole (4 dims, D = 32) beta 1 collapsed the posterior
+  onto the prior (KL 0.03 nats, std 0.999 after 5000 env steps; eval return
+  9.0 with `configs/cartpole.yaml`, 12.7 with pure imagination); beta 0.01
+  learned (278 and 500; KL about 100 nats, std 0.05).
   """
 
   def __init__(self, latent_dim: int = 64, units: int = 256, layers: int = 1,
