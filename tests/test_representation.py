@@ -600,3 +600,14 @@ def test_world_model_loss_falls_on_cartpole_like_batch(kind):
     assert after[TERM[kind]] < before[TERM[kind]], (before, after)
   if kind == 'vq':
     assert after['vq_codes_used'] > 1
+
+
+def test_rssm_settings_reach_the_representation_from_the_config():
+  world_model = small_world_model([
+      'representation_learner.type=rssm', 'representation_learner.kl_balance=0.3',
+      'representation_learner.free_nats=2.5', 'representation_learner.beta=0.5'])
+  rep = world_model.representation
+  assert (rep.kl_balance, rep.free_nats, rep.beta) == (0.3, 2.5, 0.5)
+  with pytest.raises(ConfigError, match=r'kl_balance.*\[0, 1\]'):
+    small_world_model(['representation_learner.type=rssm',
+                       'representation_learner.kl_balance=1.2'])

@@ -98,7 +98,13 @@ class RepresentationConfig:
   codebook_size: int = 64  # 'vq': codes in the codebook
   commitment: float = 0.25  # 'vq': weight of the commitment loss
   deter_dim: int = 64  # 'rssm': size of the GRU state h
-  free_nats: float = 1.0  # 'rssm': per-step KL without gradient (free bits)
+  # 'rssm': per-step KL of the posterior's term below which it gets no
+  # gradient (free bits); the prior's term is never cut off.
+  free_nats: float = 1.0
+  # 'rssm': share of the KL gradient that trains the prior (the rest trains
+  # the posterior): beta * (kl_balance * KL(sg q || p)
+  #                         + (1 - kl_balance) * max(free_nats, KL(q || sg p))).
+  kl_balance: float = 0.8
 
 
 @dataclasses.dataclass
@@ -359,6 +365,8 @@ _RANGES = (
     ('representation_learner.commitment', lambda v: v >= 0, 'a number >= 0'),
     ('representation_learner.deter_dim', lambda v: v >= 1, 'an integer >= 1'),
     ('representation_learner.free_nats', lambda v: v >= 0, 'a number >= 0'),
+    ('representation_learner.kl_balance', lambda v: 0 <= v <= 1,
+     'a number in [0, 1]'),
     ('actor.entropy', lambda v: v >= 0, 'a number >= 0'),
     ('actor.min_std', lambda v: v > 0, 'a number > 0'),
     ('critic.slow_target_fraction', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),

@@ -91,7 +91,8 @@ def build_world_model(config: Config, spec: EnvSpec,
       activation=rep.activation, aux_scale=rep.aux_scale, beta=rep.beta,
       temperature=rep.temperature, projection_dim=rep.projection_dim,
       codebook_size=rep.codebook_size, commitment=rep.commitment,
-      deter_dim=rep.deter_dim, free_nats=rep.free_nats)),
+      deter_dim=rep.deter_dim, free_nats=rep.free_nats,
+      kl_balance=rep.kl_balance)),
       name='representation', dtype=dtype)
   # A representation with its own dynamics (the RSSM's prior) replaces
   # dynamics.type; config validation refuses a conflicting choice.
