@@ -72,7 +72,7 @@ def _snapshot(variables):
 
 def _moved(before, variables):
   """Paths of the variables that changed."""
-  return {v.path for b, v in zip(before, variables)
+  return {getattr(v, 'path', v.name) for b, v in zip(before, variables)
           if not np.array_equal(b, v.numpy())}
 
 

@@ -437,8 +437,10 @@ class Learner(tf.Module):
     flat = replicas.gather(tf.reshape(tf.stop_gradient(targets), [-1]))
     low, high = tf.unstack(quantiles.percentiles(flat, (0.05, 0.95)))
     new = 0.99 * self.return_scale + 0.01 * (high - low)
-    # A non-finite batch must not poison the running scale.
-    self.return_scale.assign(tf.where(_finite(new), new, self.return_scale))
+    # A non-finite batch must not poison the running scale (the bisection
+    # does not propagate NaNs, so the returns themselves are checked).
+    keep = tf.logical_and(_finite(flat), _finite(new))
+    self.return_scale.assign(tf.where(keep, new, self.return_scale))
     return tf.maximum(1.0, self.return_scale)
 
   def _update_slow_critic(self):
