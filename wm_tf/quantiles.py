@@ -26,20 +26,21 @@ __all__ = ['order_statistics', 'percentiles']
 _MAGNITUDE_BITS = 0x7FFFFFFF
 
 
-def _keys(x: tf.Tensor) -> tf.Tensor:
-  """Monotone int64 keys of float32 values (see the module docstring)."""
-  bits = tf.bitcast(tf.cast(x, tf.float32), tf.int32)
-  keys = tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, _MAGNITUDE_BITS),
+def _flip_negatives(bits: tf.Tensor) -> tf.Tensor:
+  """The key map of the module docstring on int32 [...]; its own inverse."""
+  return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, _MAGNITUDE_BITS),
                   bits)
-  return tf.cast(keys, tf.int64)
+
+
+def _keys(x: tf.Tensor) -> tf.Tensor:
+  """Monotone int64 keys of float32 values."""
+  bits = tf.bitcast(tf.cast(x, tf.float32), tf.int32)
+  return tf.cast(_flip_negatives(bits), tf.int64)
 
 
 def _values(keys: tf.Tensor) -> tf.Tensor:
   """Inverse of `_keys`: int64 keys (in int32 range) -> float32."""
-  keys = tf.cast(keys, tf.int32)
-  bits = tf.where(keys < 0, tf.bitwise.bitwise_xor(keys, _MAGNITUDE_BITS),
-                  keys)
-  return tf.bitcast(bits, tf.float32)
+  return tf.bitcast(_flip_negatives(tf.cast(keys, tf.int32)), tf.float32)
 
 
 def order_statistics(x: tf.Tensor, ranks: tf.Tensor) -> tf.Tensor:
