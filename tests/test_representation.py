@@ -246,21 +246,45 @@ def test_contrastive_loss_is_info_nce_of_next_latents():
 # ---------------------------------------------------------------------------
 
 
-def test_vq_latent_is_nearest_code():
-  rep = _make('vq', codebook_size=16)
+def _nearest_codes_reference(z_e, codebook):
+  """NumPy: per group g, the codebook[g] row nearest z_e's g-th slice.
+
+  z_e [N, D], codebook [G, K, C] with D = G * C -> (index [N, G], code [N, D]).
+  """
+  groups, _, width = codebook.shape
+  index = np.zeros((z_e.shape[0], groups), np.int64)
+  code = np.zeros_like(z_e)
+  for g in range(groups):
+    part = z_e[:, g * width:(g + 1) * width]
+    distance = np.sum((part[:, None, :] - codebook[g][None]) ** 2, -1)
+    index[:, g] = np.argmin(distance, -1)
+    code[:, g * width:(g + 1) * width] = codebook[g][index[:, g]]
+  return index, code
+
+
+@pytest.mark.parametrize('groups', [1, 2, 8])
+def test_vq_latent_is_nearest_code_of_each_group(groups):
+  rep = _make('vq', codebook_size=16, codebook_groups=groups)
   assert isinstance(rep, VQRepresentation)
   features = _features((5, 3))
   latent = rep(features).mode().numpy()
   z_e = rep.encode_continuous(features).numpy().astype(np.float64)
   codebook = rep.codebook.numpy().astype(np.float64)
-  distance = np.sum((z_e[..., None, :] - codebook) ** 2, -1)
-  np.testing.assert_allclose(latent, codebook[np.argmin(distance, -1)],
-                             atol=1e-6)
+  assert codebook.shape == (groups, 16, D // groups)
+  index, code = _nearest_codes_reference(z_e.reshape(-1, D), codebook)
+  np.testing.assert_allclose(latent.reshape(-1, D), code, atol=1e-6)
+  got_index, _ = rep.nearest_code(rep.encode_continuous(features))
+  np.testing.assert_array_equal(got_index.numpy().reshape(-1, groups), index)
+
+
+def test_vq_groups_must_divide_the_latent():
+  with pytest.raises(ValueError, match='codebook_groups=3'):
+    _make('vq', codebook_size=16, codebook_groups=3)
 
 
 def test_vq_gradient_passes_straight_through():
   """d f(z_q) / d z_e = d f / d z_q, and it reaches the encoder weights."""
-  rep = _make('vq', codebook_size=16)
+  rep = _make('vq', codebook_size=16, codebook_groups=2)
   features = _features((5, 3))
   weights = tf.constant(np.random.default_rng(4).normal(size=D), tf.float32)
   f = lambda z: tf.reduce_sum(tf.sin(3.0 * z) * weights)
@@ -291,8 +315,9 @@ def test_vq_gradient_passes_straight_through():
              for g in grads)
 
 
-def test_vq_codebook_is_used_and_moves_when_trained():
-  rep = _make('vq', codebook_size=32, commitment=0.25)
+@pytest.mark.parametrize('groups', [1, 4])
+def test_vq_codebook_is_used_and_moves_when_trained(groups):
+  rep = _make('vq', codebook_size=32, codebook_groups=groups, commitment=0.25)
   features = _features((64,), seed=5, scale=2.0)  # varied inputs
   rep(features)
   codebook_before = rep.codebook.numpy().copy()
@@ -305,16 +330,41 @@ def test_vq_codebook_is_used_and_moves_when_trained():
   _, metrics = rep.auxiliary_loss(features, rep(features))
   assert float(metrics['vq_codes_used']) > 1
   assert float(metrics['vq_perplexity']) > 1.5
-  moved = np.linalg.norm(rep.codebook.numpy() - codebook_before, axis=1)
-  assert np.sum(moved > 1e-3) >= 2
-  # Perplexity: exp of the entropy of the code frequencies.
-  index, _ = rep.nearest_code(rep.encode_continuous(features))
-  frequency = np.bincount(index.numpy(), minlength=32) / 64.0
-  entropy = -np.sum(frequency[frequency > 0] *
-                    np.log(frequency[frequency > 0]))
+  moved = np.linalg.norm(rep.codebook.numpy() - codebook_before, axis=-1)
+  assert np.all(np.sum(moved > 1e-3, axis=-1) >= 2)  # in every group
+  # Loss terms and metrics against NumPy: perplexity is exp of the entropy
+  # of each group's code frequencies, averaged over the groups.
+  z_e = rep.encode_continuous(features).numpy().astype(np.float64)
+  index, code = _nearest_codes_reference(z_e,
+                                         rep.codebook.numpy().astype(np.float64))
+  mse = np.mean((z_e - code) ** 2)
+  np.testing.assert_allclose(float(metrics['vq_codebook_loss']), mse,
+                             rtol=1e-4)
+  np.testing.assert_allclose(float(metrics['vq_commitment_loss']), mse,
+                             rtol=1e-4)
+  perplexities, used = [], []
+  for g in range(groups):
+    frequency = np.bincount(index[:, g], minlength=32) / 64.0
+    nonzero = frequency[frequency > 0]
+    perplexities.append(math.exp(-np.sum(nonzero * np.log(nonzero))))
+    used.append(np.sum(frequency > 0))
   np.testing.assert_allclose(float(metrics['vq_perplexity']),
-                             math.exp(entropy), rtol=1e-4)
-  assert float(metrics['vq_codes_used']) == np.sum(frequency > 0)
+                             np.mean(perplexities), rtol=1e-4)
+  np.testing.assert_allclose(float(metrics['vq_codes_used']), np.mean(used),
+                             rtol=1e-6)
+
+
+def test_vq_groups_give_more_distinct_latents_than_one_codebook():
+  """K codes in one group allow K latents; K per group in G groups, K^G."""
+  features = _features((256,), seed=6, scale=2.0)
+  distinct = {}
+  for groups in (1, 4):
+    keras.utils.set_random_seed(0)
+    rep = _make('vq', codebook_size=4, codebook_groups=groups)
+    index, _ = rep.nearest_code(rep.encode_continuous(features))
+    distinct[groups] = len(np.unique(index.numpy(), axis=0))
+  assert distinct[1] <= 4
+  assert distinct[4] > 4
 
 
 # ---------------------------------------------------------------------------
@@ -562,6 +612,12 @@ def test_yaml_type_selects_the_class(tmp_path, kind, cls):
     (['representation_learner.type=vq',
       'representation_learner.codebook_size=1'],
      ['representation_learner.codebook_size']),
+    (['representation_learner.type=vq', 'representation_learner.latent_dim=30',
+      'representation_learner.codebook_groups=8'],
+     ['representation_learner.latent_dim', 'representation_learner.codebook_groups',
+      'multiple']),
+    (['representation_learner.codebook_groups=0'],
+     ['representation_learner.codebook_groups']),
     (['representation_learner.temperature=0'],
      ['representation_learner.temperature']),
     (['representation_learner.free_nats=-1'],

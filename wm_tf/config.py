@@ -95,7 +95,10 @@ class RepresentationConfig:
   beta: float = 1.0  # 'vae', 'rssm': weight of the KL term
   temperature: float = 0.1  # 'contrastive': InfoNCE softmax temperature
   projection_dim: int = 32  # 'contrastive': size of the projections
-  codebook_size: int = 64  # 'vq': codes in the codebook
+  codebook_size: int = 64  # 'vq': codes in each group's codebook
+  # 'vq': the latent is quantised in this many groups of latent_dim / groups
+  # entries, each with its own codebook (codebook_size^groups states).
+  codebook_groups: int = 8
   commitment: float = 0.25  # 'vq': weight of the commitment loss
   deter_dim: int = 64  # 'rssm': size of the GRU state h
   # 'rssm': per-step KL of the posterior's term below which it gets no
@@ -362,6 +365,8 @@ _RANGES = (
      'an integer >= 1'),
     ('representation_learner.codebook_size', lambda v: v >= 2,
      'an integer >= 2'),
+    ('representation_learner.codebook_groups', lambda v: v >= 1,
+     'an integer >= 1'),
     ('representation_learner.commitment', lambda v: v >= 0, 'a number >= 0'),
     ('representation_learner.deter_dim', lambda v: v >= 1, 'an integer >= 1'),
     ('representation_learner.free_nats', lambda v: v >= 0, 'a number >= 0'),
@@ -679,6 +684,13 @@ def _check_world_model_options(config: Config, data: dict) -> None:
         'without a learner the latent is the encoder output, of size '
         f'encoder.units={config.encoder.units}. Drop latent_dim or set it to '
         'encoder.units.')
+  if rep.type == 'vq' and rep.latent_dim % rep.codebook_groups:
+    raise ConfigError(
+        "Config keys representation_learner.type='vq', "
+        f'representation_learner.latent_dim={rep.latent_dim} and '
+        f'representation_learner.codebook_groups={rep.codebook_groups} '
+        'conflict: the latent is split into codebook_groups equal parts, so '
+        'latent_dim must be a multiple of codebook_groups.')
   if (dyn.type == 'ensemble' and dyn.ensemble_imagination == 'sample_member'
       and not config.imagination.sample_dynamics):
     raise ConfigError(

@@ -284,24 +284,33 @@ class ContrastiveRepresentation(MLPBottleneck):
 
 @REPRESENTATIONS.register('vq')
 class VQRepresentation(RepresentationLearner):
-  """Vector-quantised bottleneck (VQ-VAE style).
+  """Vector-quantised bottleneck (VQ-VAE style), in G groups.
 
-  z_e = tanh(Dense(mlp(features))) [..., D]; the latent is the nearest
-  (L2) row of a learned codebook [codebook_size, D], passed on with a
-  straight-through gradient: z_q = z_e + stop_gradient(code - z_e), so
-  d f(z_q) / d z_e = d f / d z_q. Loss, means over [B, T, D]:
-  (stop_gradient(z_e) - code)^2 (moves the codes) + commitment *
-  (z_e - stop_gradient(code))^2 (keeps the encoder near its codes).
-  Metrics: codebook perplexity (exp of the entropy of the batch's code
+  z_e = tanh(Dense(mlp(features))) [..., D] is split into G groups of
+  D / G entries; group g is replaced by the nearest (L2) row of its own
+  codebook [K, D / G] (product quantisation: K^G states instead of K, so a
+  continuous state is not squeezed into log2(K) bits). The latent, the
+  concatenated codes [..., D], is passed on with a straight-through
+  gradient: z_q = z_e + stop_gradient(code - z_e), so d f(z_q) / d z_e =
+  d f / d z_q. Loss, means over [B, T, D]: (stop_gradient(z_e) - code)^2
+  (moves the codes) + commitment * (z_e - stop_gradient(code))^2 (keeps
+  the encoder near its codes). Metrics, averaged over the groups: the
+  codebook perplexity (exp of the entropy of the batch's code
   frequencies) and the number of codes used in the batch.
   """
 
   def __init__(self, latent_dim: int = 64, units: int = 256, layers: int = 1,
                activation: str = 'silu', codebook_size: int = 64,
-               commitment: float = 0.25, **kwargs):
+               codebook_groups: int = 8, commitment: float = 0.25, **kwargs):
     super().__init__(**kwargs)
+    if latent_dim % codebook_groups:
+      raise ValueError(
+          f'VQ latent_dim={latent_dim} is not divisible by '
+          f'codebook_groups={codebook_groups}.')
     self.latent_dim = latent_dim
     self.codebook_size = codebook_size
+    self.codebook_groups = codebook_groups
+    self.code_dim = latent_dim // codebook_groups
     self.commitment = commitment
     self.mlp = MLP(units, layers, activation, name='mlp',
                    dtype=self.dtype_policy)
@@ -312,7 +321,8 @@ class VQRepresentation(RepresentationLearner):
     # Quantisation stays float32 under a bfloat16 policy (autocast=False):
     # bfloat16's 8-bit mantissa would blur the nearest-code distances.
     self.codebook = self.add_weight(
-        shape=(codebook_size, latent_dim), name='codebook',
+        shape=(codebook_groups, codebook_size, self.code_dim),
+        name='codebook',
         initializer=keras.initializers.RandomUniform(-1.0, 1.0),
         autocast=False)
 
@@ -321,13 +331,18 @@ class VQRepresentation(RepresentationLearner):
     return tf.cast(self.pre(self.mlp(features)), tf.float32)
 
   def nearest_code(self, z_e) -> Tuple[tf.Tensor, tf.Tensor]:
-    """(index [...] int32, code [..., D]) of the codebook row nearest z_e."""
-    codebook = tf.convert_to_tensor(self.codebook)
-    distance = (tf.reduce_sum(tf.square(z_e), -1, keepdims=True)
-                - 2.0 * tf.einsum('...d,kd->...k', z_e, codebook)
-                + tf.reduce_sum(tf.square(codebook), -1))
+    """(index [..., G] int32, code [..., D]): per group, the nearest row."""
+    codebook = tf.convert_to_tensor(self.codebook)  # [G, K, C]
+    grouped = tf.reshape(
+        z_e, tf.concat([tf.shape(z_e)[:-1],
+                        [self.codebook_groups, self.code_dim]], 0))
+    distance = (tf.reduce_sum(tf.square(grouped), -1, keepdims=True)
+                - 2.0 * tf.einsum('...gc,gkc->...gk', grouped, codebook)
+                + tf.reduce_sum(tf.square(codebook), -1))  # [..., G, K]
     index = tf.argmin(distance, -1, output_type=tf.int32)
-    return index, tf.gather(codebook, index)
+    one_hot = tf.one_hot(index, self.codebook_size, dtype=codebook.dtype)
+    code = tf.einsum('...gk,gkc->...gc', one_hot, codebook)
+    return index, tf.reshape(code, tf.shape(z_e))
 
   @staticmethod
   def straight_through(z_e, code) -> tf.Tensor:
@@ -344,16 +359,17 @@ class VQRepresentation(RepresentationLearner):
     index, code = self.nearest_code(z_e)
     codebook_loss = tf.reduce_mean(tf.square(tf.stop_gradient(z_e) - code))
     commitment_loss = tf.reduce_mean(tf.square(z_e - tf.stop_gradient(code)))
-    usage = tf.reduce_mean(
-        tf.reshape(tf.one_hot(index, self.codebook_size),
-                   [-1, self.codebook_size]), 0)
+    usage = tf.reduce_mean(tf.reshape(
+        tf.one_hot(index, self.codebook_size),
+        [-1, self.codebook_groups, self.codebook_size]), 0)  # [G, K]
     entropy = -tf.reduce_sum(
-        usage * tf.math.log(tf.maximum(usage, 1e-12)))
+        usage * tf.math.log(tf.maximum(usage, 1e-12)), -1)  # [G]
     metrics = {
         'vq_codebook_loss': codebook_loss,
         'vq_commitment_loss': commitment_loss,
-        'vq_perplexity': tf.exp(entropy),
-        'vq_codes_used': tf.reduce_sum(tf.cast(usage > 0, tf.float32)),
+        'vq_perplexity': tf.reduce_mean(tf.exp(entropy)),
+        'vq_codes_used': tf.reduce_mean(
+            tf.reduce_sum(tf.cast(usage > 0, tf.float32), -1)),
     }
     return codebook_loss + self.commitment * commitment_loss, metrics
 
