@@ -151,11 +151,16 @@ def train_step_flops(config, observation_dim: int, action_dim: int,
   if c.dynamics.std == 'learned':
     hidden = c.dynamics.units if c.dynamics.layers else latent + action_dim
     dynamics.append((hidden, latent))
-  reward = mlp(c.heads.reward, latent, 1)
+  from wm_tf.distributions import TWOHOT_BINS
+
+  def scalar_outputs(head_config):
+    return TWOHOT_BINS if head_config.distribution == 'twohot' else 1
+
+  reward = mlp(c.heads.reward, latent, scalar_outputs(c.heads.reward))
   continue_ = mlp(c.heads.continue_, latent, 1)
   decoder = mlp(c.heads.decoder, latent, observation_dim)
   actor = mlp(c.actor, latent, action_dim if discrete else 2 * action_dim)
-  critic = mlp(c.critic, latent, 1)
+  critic = mlp(c.critic, latent, scalar_outputs(c.critic))
 
   def first(dims):
     return dims[0][0] * dims[0][1] if dims else 0

@@ -136,8 +136,18 @@ class DynamicsConfig:
 
 
 @dataclasses.dataclass
+class ScalarHeadConfig(MLPConfig):
+  # 'normal': Normal(mean, 1), NLL = halved squared error; 'twohot': softmax
+  # over 255 bins of symlog(x) on [-20, 20], two-hot cross-entropy
+  # (DreamerV3): the gradient does not grow with the scale of the targets.
+  # 'twohot' is in symlog space already (imagination.symlog leaves it as is).
+  distribution: Literal['normal', 'twohot'] = 'normal'
+
+
+@dataclasses.dataclass
 class HeadsConfig:
-  reward: MLPConfig = dataclasses.field(default_factory=MLPConfig)
+  reward: ScalarHeadConfig = dataclasses.field(
+      default_factory=ScalarHeadConfig)
   continue_: MLPConfig = dataclasses.field(default_factory=MLPConfig)
   decoder: MLPConfig = dataclasses.field(default_factory=MLPConfig)
 
@@ -192,10 +202,7 @@ class ActorConfig:
 
 
 @dataclasses.dataclass
-class CriticConfig:
-  units: int = 256
-  layers: int = 2
-  activation: str = 'silu'
+class CriticConfig(ScalarHeadConfig):
   # EMA of the critic used for the value targets (0 disables the copy).
   slow_target_fraction: float = 0.02
 

@@ -126,3 +126,59 @@ class SquashedNormal(tfd.TransformedDistribution):
   def deterministic_action(self):
     """tanh of the pre-squash mean, mapped into the bounds: [..., A]."""
     return self.bijector.forward(self._base.mean())
+
+
+# Two-hot discrete regression (DreamerV3): a scalar's symlog is spread over
+# the two neighbouring points of a uniform grid of bins on [-limit, limit].
+# 255 bins on [-20, 20] (step 0.157 in symlog space) cover |x| up to 4.9e8.
+TWOHOT_BINS = 255
+TWOHOT_LIMIT = 20.0
+
+
+def twohot(y: tf.Tensor, low: float, high: float, count: int) -> tf.Tensor:
+  """y [...] -> weights [..., count] on the grid linspace(low, high, count).
+
+  The two bins around clip(y, low, high) get weights in [0, 1] that sum to
+  1 and keep its position: sum_k w_k * bin_k = clip(y, low, high).
+  """
+  y = tf.convert_to_tensor(y, tf.float32)
+  step = (high - low) / (count - 1)
+  position = (tf.clip_by_value(y, low, high) - low) / step  # in [0, K - 1]
+  below = tf.minimum(tf.floor(position), count - 2.0)
+  weight_above = (position - below)[..., None]
+  index = tf.cast(below, tf.int32)
+  return (tf.one_hot(index, count) * (1.0 - weight_above)
+          + tf.one_hot(index + 1, count) * weight_above)
+
+
+class TwoHotSymlog:
+  """A scalar distribution as a softmax over bins in symlog space.
+
+  logits [..., K] weigh the bins b = linspace(-limit, limit, K). With
+  p = softmax(logits):
+    log_prob(x) [...] = sum_k twohot(symlog(x))_k log p_k, minus the
+      cross-entropy of the two-hot target (its gradient in the logits is
+      p - twohot, bounded whatever the scale of x);
+    mean() = mode() [...] = symexp(sum_k p_k b_k).
+  As with `wm_tf.agent.symlog.SymlogDistribution`, log_prob is a training
+  objective in symlog space, not a density over x. `bins_distribution` is
+  the `tfd.Categorical` over the bin indices.
+  """
+
+  def __init__(self, logits: tf.Tensor, limit: float = TWOHOT_LIMIT):
+    self.logits = tf.convert_to_tensor(logits, tf.float32)
+    self.limit = float(limit)
+    self.count = int(self.logits.shape[-1])
+    self.bins = tf.linspace(-self.limit, self.limit, self.count)
+    self.bins_distribution = tfd.Categorical(logits=self.logits)
+
+  def log_prob(self, x: tf.Tensor) -> tf.Tensor:
+    target = twohot(symlog(x), -self.limit, self.limit, self.count)
+    return tf.reduce_sum(target * tf.nn.log_softmax(self.logits, -1), -1)
+
+  def mean(self) -> tf.Tensor:
+    probs = tf.nn.softmax(self.logits, -1)
+    return symexp(tf.reduce_sum(probs * self.bins, -1))
+
+  def mode(self) -> tf.Tensor:
+    return self.mean()

@@ -71,8 +71,13 @@ def dtype_policy(config: Config) -> Optional[str]:
 
 
 def _in_symlog_space(config: Config, model, name: str):
-  """imagination.symlog: the head's targets or the encoder's inputs."""
-  if not config.imagination.symlog:
+  """imagination.symlog: the head's targets or the encoder's inputs.
+
+  A head whose distribution is in symlog space already (two-hot) is
+  returned as it is.
+  """
+  if not config.imagination.symlog or getattr(model, 'in_symlog_space',
+                                              False):
     return model
   wrapper = SymlogInputs if name == 'encoder' else SymlogHead
   return wrapper(model, name=name)
@@ -113,8 +118,10 @@ def build_world_model(config: Config, spec: EnvSpec,
                                    dtype=dtype)),
       representation=representation,
       dynamics=dynamics,
-      reward=symlog(RewardHead(**_mlp(config.heads.reward), name='reward',
-                               dtype=dtype)),
+      reward=symlog(RewardHead(
+          **_mlp(config.heads.reward),
+          distribution=config.heads.reward.distribution, name='reward',
+          dtype=dtype)),
       continue_=ContinueHead(**_mlp(config.heads.continue_), name='continue',
                              dtype=dtype),
       decoder=symlog(Decoder(spec.observation_dim,
@@ -160,8 +167,7 @@ def _build_agent(config: Config, spec: EnvSpec,
                 min_std=a.min_std, max_std=a.max_std, name='actor',
                 dtype=dtype)
   c = config.critic
-  critic_args = dict(units=c.units, layers=c.layers, activation=c.activation,
-                     dtype=dtype)
+  critic_args = dict(_mlp(c), distribution=c.distribution, dtype=dtype)
   critic = _in_symlog_space(
       config, ValueHead(**critic_args, name='critic'), 'critic')
   slow_critic = _in_symlog_space(
