@@ -250,6 +250,12 @@ ALTERNATIVES = (
     Alternative('imagination', 'sample_dynamics',
                 'stochastic environments: imagination samples next states',
                 _fixed('imagination.sample_dynamics=true')),
+    # critic.distribution and heads.reward.distribution (base: 'normal')
+    Alternative('critic', 'twohot',
+                'returns or rewards of large or unknown scale: a critic and '
+                'reward head whose gradient does not grow with it',
+                _fixed('critic.distribution=twohot',
+                       'heads.reward.distribution=twohot')),
     # warmup.type (base: 'simple', world model only for warmup.steps)
     Alternative('warmup', 'gradual',
                 'the critic needs real returns before imagined ones are '

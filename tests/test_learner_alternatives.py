@@ -406,9 +406,10 @@ CASES = {
         ['imagination.mode=dyna', 'warmup.type=gradual', 'warmup.steps=100',
          'optimizers.type=single', 'acting.uncertainty=true',
          'acting.uncertainty_threshold=0.01', 'imagination.symlog=true']),
-    'mpc-phased-masked-ema': (
+    'mpc-phased-masked-ema-twohot': (
         CARTPOLE,
-        ['imagination.mode=mpc', 'mpc.method=cem', 'warmup.type=phased',
+        ['critic.distribution=twohot', 'heads.reward.distribution=twohot',
+         'imagination.mode=mpc', 'mpc.method=cem', 'warmup.type=phased',
          'warmup.phases=[{end_step: 10, world_model_updates: 1, '
          'critic_updates: 1}]', 'optimizers.type=masked',
          'world_model.target=ema', 'world_model.target_tau=0.5'] + MPC_SMALL),

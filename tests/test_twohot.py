@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SMALL_OVERRIDES, make_batch
+from conftest import SMALL_OVERRIDES
 from test_symlog import np_symexp, np_symlog
 from wm_tf.agent.builder import build_agent
 from wm_tf.agent.symlog import SymlogHead
@@ -133,8 +133,8 @@ def test_config_refuses_an_unknown_distribution():
   assert 'twohot' in str(info.value)
 
 
-def test_twohot_agent_uses_it_and_symlog_does_not_wrap_it(cartpole_spec):
-  keras.utils.set_random_seed(0)
+def test_twohot_heads_are_built_and_symlog_does_not_wrap_them(cartpole_spec):
+  """(Training with two-hot heads: tests/test_learner_alternatives.py.)"""
   agent = build_agent(load_config(None, list(SMALL_OVERRIDES) + [
       'critic.distribution=twohot', 'heads.reward.distribution=twohot',
       'imagination.symlog=true']), cartpole_spec)
@@ -143,13 +143,4 @@ def test_twohot_agent_uses_it_and_symlog_does_not_wrap_it(cartpole_spec):
     assert not isinstance(head, SymlogHead)
     assert head.distribution == 'twohot'
   assert isinstance(wm.decoder, SymlogHead)  # symlog still applies there
-  # One full update: finite losses, and the critic moves.
-  batch = make_batch(cartpole_spec, np.random.default_rng(2))
-  agent.learner.build(batch)
-  before = [v.numpy().copy() for v in agent.critic.trainable_variables]
-  metrics = agent.learner.train(batch, tf.constant([1, 2], tf.int32))
-  for name in ('world_model/loss', 'critic/loss', 'actor/loss'):
-    assert np.isfinite(float(metrics[name])), name
-  moved = [not np.allclose(b, v.numpy())
-           for b, v in zip(before, agent.critic.trainable_variables)]
-  assert any(moved)
+  assert isinstance(wm.reward(tf.zeros([2, 8])), TwoHotSymlog)
