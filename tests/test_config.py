@@ -40,11 +40,23 @@ def test_defaults_load():
   assert config.env.max_episode_steps is None
 
 
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, 'configs')
+
+
 def test_repository_config_loads():
-  config = load_config(os.path.join(
-      os.path.dirname(__file__), os.pardir, 'configs', 'cartpole.yaml'))
+  config = load_config(os.path.join(CONFIG_DIR, 'cartpole.yaml'))
   assert config.env.id == 'CartPole-v1'
   assert config.run.total_env_steps == 10_000
+
+
+def test_pendulum_config_is_the_measured_one():
+  """The settings the README's Pendulum results were measured with."""
+  config = load_config(os.path.join(CONFIG_DIR, 'pendulum.yaml'))
+  assert config.env.id == 'Pendulum-v1'
+  assert config.run.total_env_steps == 15_000
+  assert config.representation_learner.type == 'rssm'
+  assert config.world_model.predict_continue is False
+  assert config.actor.gradient == 'dynamics'
 
 
 def test_yaml_then_overrides(tmp_path):
