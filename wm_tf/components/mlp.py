@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import keras
 
+from wm_tf.components.layer_norm import LayerNorm
+
 
 class MLP(keras.layers.Layer):
   """`layers` x (Dense without bias -> LayerNorm -> activation).
 
   LayerNorm keeps activations in range whatever the input scale, which lets
-  one learning rate fit observation, latent and action inputs alike.
+  one learning rate fit observation, latent and action inputs alike (its
+  reductions are matrix-vector products: see layer_norm.py).
 
   Input [..., D_in] -> output [..., units] (the input itself if layers=0),
   in the compute dtype of the layer's dtype policy (`dtype=`, e.g.
@@ -29,8 +32,8 @@ class MLP(keras.layers.Layer):
               keras.layers.Dense(units, use_bias=False, name=f'dense_{i}',
                                  dtype=self.dtype_policy))
       setattr(self, f'norm_{i}',
-              keras.layers.LayerNormalization(epsilon=1e-3, name=f'norm_{i}',
-                                              dtype=self.dtype_policy))
+              LayerNorm(epsilon=1e-3, name=f'norm_{i}',
+                        dtype=self.dtype_policy))
     self.activation = keras.activations.get(activation)
 
   def call(self, x):
