@@ -156,9 +156,9 @@ class TwoHotSymlog:
 
   logits [..., K] weigh the bins b = linspace(-limit, limit, K). With
   p = softmax(logits):
-    log_prob(x) [...] = sum_k twohot(symlog(x))_k log p_k, minus the
+    log_prob(x) [...] = sum_k twohot(symlog(x))_k log p_k, the negative
       cross-entropy of the two-hot target (its gradient in the logits is
-      p - twohot, bounded whatever the scale of x);
+      twohot - p, bounded whatever the scale of x);
     mean() = mode() [...] = symexp(sum_k p_k b_k).
   As with `wm_tf.agent.symlog.SymlogDistribution`, log_prob is a training
   objective in symlog space, not a density over x. `bins_distribution` is
@@ -170,7 +170,10 @@ class TwoHotSymlog:
     self.limit = float(limit)
     self.count = int(self.logits.shape[-1])
     self.bins = tf.linspace(-self.limit, self.limit, self.count)
-    self.bins_distribution = tfd.Categorical(logits=self.logits)
+
+  @property
+  def bins_distribution(self) -> tfd.Categorical:
+    return tfd.Categorical(logits=self.logits)
 
   def log_prob(self, x: tf.Tensor) -> tf.Tensor:
     target = twohot(symlog(x), -self.limit, self.limit, self.count)
