@@ -33,8 +33,11 @@ alternative and environment:
     logdir/evaluations.csv come the env steps at which the eval return
     first reached the threshold (CartPole 475, Pendulum -200; null if
     never) and the final eval return. Runs live in
-    <output>/runs/<env>-<budget>/<alternative>-seed<k>; rerunning the same
-    command resumes or reuses them.
+    <output>/runs/<env>-<budget>/<alternative>-seed<k>. Runs go seed-major
+    (every alternative's seed 0 first), so a benchmark stopped early leaves
+    the same seeds for every row. Rerunning reuses, without starting them,
+    the runs whose evaluations reached the budget and resumes the others;
+    --existing_only starts nothing and reports the completed runs.
 
 A combination the config refuses (a ConfigError while validating or
 building, e.g. an ensemble that samples a member when imagination does not
@@ -75,8 +78,9 @@ from typing import Callable, Dict, List, Optional, Sequence
 from absl import app, flags
 
 from benchmarks.training_runs import (ROOT, error_line, median,
-                                     read_evaluations, run_jobs,
-                                     steps_to_threshold, train_command)
+                                     read_evaluations, run_completed,
+                                     run_jobs, steps_to_threshold,
+                                     train_command)
 from wm_tf import config as config_lib
 from wm_tf.config import Config, ConfigError
 
@@ -87,6 +91,9 @@ flags.DEFINE_integer('seeds', 3, 'Learning runs per alternative and env '
                      '(seeds 0 .. seeds-1).')
 flags.DEFINE_integer('budget', None, 'Env steps per learning run (default: '
                      "the config's run.total_env_steps).")
+flags.DEFINE_bool('existing_only', False, 'Start no learning run: report '
+                  'the runs already completed in <output>/runs (the seeds '
+                  'not run are left out of the medians).')
 flags.DEFINE_list('only', [], 'Alternatives to run (names from the table; '
                   'default all).')
 flags.DEFINE_bool('timing_only', False, 'Time the train step only; skip the '
@@ -189,6 +196,10 @@ ALTERNATIVES = (
     Alternative('representation_learner', 'none_encoder_latent',
                 "'none' with latent_dim = encoder.units (the only size "
                 "'none' allows)", _latent_is_encoder),
+    Alternative('representation_learner', 'mlp',
+                'a deterministic tanh bottleneck on the encoder features, '
+                'trained only through the heads and dynamics',
+                _fixed('representation_learner.type=mlp')),
     Alternative('representation_learner', 'mlp_autoencoder',
                 'the latent must keep all of the observation (it '
                 'reconstructs its own input)',
@@ -196,6 +207,11 @@ ALTERNATIVES = (
     Alternative('representation_learner', 'vae',
                 'a smooth, regularised latent (KL to N(0, 1)), stochastic '
                 'states', _fixed('representation_learner.type=vae')),
+    Alternative('representation_learner', 'vae_beta_0.01',
+                "'vae' with beta 0.01: the KL, summed over the latent "
+                'dimensions, no longer outweighs the reconstruction',
+                _fixed('representation_learner.type=vae',
+                       'representation_learner.beta=0.01')),
     Alternative('representation_learner', 'contrastive',
                 'observations full of detail the dynamics do not need (no '
                 'reconstruction)',
@@ -955,20 +971,31 @@ def main(argv):
         r = resolved[(env, a.name)]
         if r.status != 'ok':
           continue
-        jobs = []
-        for seed in range(FLAGS.seeds):
+        learning_jobs[(env, a.name)] = []
+    # Seed-major order: every alternative's seed 0 runs before any seed 1,
+    # so a benchmark stopped early leaves the same seeds for every row.
+    for seed in range(FLAGS.seeds):
+      for env in FLAGS.envs:
+        for a in chosen:
+          if (env, a.name) not in learning_jobs:
+            continue
           logdir = os.path.join(output, 'runs', f'{env}-{budgets[env]}',
                                 f'{a.name}-seed{seed}')
-          cmd = train_command(
-              config_path(env), logdir, seed,
-              extra + r.overrides +
-              [f'run.total_env_steps={budgets[env]}'])
-          jobs.append({'env': env, 'alternative': a.name, 'seed': seed,
-                       'logdir': logdir, 'cmd': cmd,
-                       'name': f'{env} {a.name} seed {seed}'})
-        learning_jobs[(env, a.name)] = jobs
-        all_jobs += jobs
+          job = {'env': env, 'alternative': a.name, 'seed': seed,
+                 'logdir': logdir, 'name': f'{env} {a.name} seed {seed}'}
+          if run_completed(logdir, budgets[env]):
+            job.update(exit=0, wall_seconds=None, reused=True)
+          elif FLAGS.existing_only:
+            continue
+          else:
+            job['cmd'] = train_command(
+                config_path(env), logdir, seed,
+                extra + resolved[(env, a.name)].overrides +
+                [f'run.total_env_steps={budgets[env]}'])
+            all_jobs.append(job)
+          learning_jobs[(env, a.name)].append(job)
     run_jobs(all_jobs, FLAGS.parallel)
+    learning_jobs = {k: v for k, v in learning_jobs.items() if v}
 
   alternatives = []
   for a in chosen:

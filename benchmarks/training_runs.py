@@ -58,6 +58,16 @@ def read_evaluations(path: str) -> List[Dict[str, float]]:
     return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def run_completed(logdir: str, budget: int) -> bool:
+  """Whether the run in `logdir` evaluated at `budget` env steps or later
+  (its evaluations.csv says so): it is done and need not be started."""
+  path = os.path.join(logdir, 'evaluations.csv')
+  if not os.path.exists(path):
+    return False
+  rows = read_evaluations(path)
+  return bool(rows) and rows[-1]['env_steps'] >= budget
+
+
 def steps_to_threshold(rows, threshold: Optional[float]) -> Optional[int]:
   """Env steps of the first evaluation >= threshold (None: never)."""
   if threshold is None:
