@@ -108,6 +108,43 @@ def test_imagination_runs_and_backpropagates_to_actor(kind, sample):
              for g in grads)
 
 
+@pytest.mark.parametrize('discrete', [True, False])
+@pytest.mark.parametrize('jit', [False, True])
+def test_imagination_loop_equals_unrolled(discrete, jit):
+  """imagine(unroll=False), a tf.while_loop, draws the same numbers and
+  gives the same rollout and gradients as the unrolled form."""
+  dynamics = _make('gaussian')
+  actor = (Actor(A, discrete=True, units=32, layers=1) if discrete else
+           Actor(A, discrete=False, low=[-1.0] * A, high=[1.0] * A,
+                 units=32, layers=1))
+  start, _ = _inputs((6,))
+  actor(start), dynamics(start, tf.zeros([6, A]))  # build the weights
+  variables = actor.trainable_variables + dynamics.trainable_variables
+
+  def rollout(unroll):
+    with tf.GradientTape() as tape:
+      traj = imagine(dynamics, actor, start, horizon=5, seed=_seed(),
+                     unroll=unroll)
+      objective = (tf.reduce_sum(tf.sin(traj['states'][:, 1:])) +
+                   tf.reduce_sum(traj['log_probs']) +
+                   tf.reduce_sum(traj['entropies']))
+    return traj, tape.gradient(objective, variables)
+
+  run = tf.function(rollout, jit_compile=True) if jit else rollout
+  unrolled, unrolled_grads = run(True)
+  looped, looped_grads = run(False)
+  for key in ('states', 'actions', 'log_probs', 'entropies'):
+    assert looped[key].shape == unrolled[key].shape, key
+    np.testing.assert_allclose(looped[key].numpy(), unrolled[key].numpy(),
+                               rtol=1e-5, atol=1e-5, err_msg=key)
+  np.testing.assert_array_equal(looped['states'][:, 0].numpy(),
+                                start.numpy())
+  for var, a, b in zip(variables, unrolled_grads, looped_grads):
+    assert a is not None and b is not None, var.path
+    np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5,
+                               err_msg=var.path)
+
+
 # ---------------------------------------------------------------------------
 # Deterministic.
 # ---------------------------------------------------------------------------

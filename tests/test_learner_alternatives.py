@@ -413,9 +413,10 @@ CASES = {
          'warmup.phases=[{end_step: 10, world_model_updates: 1, '
          'critic_updates: 1}]', 'optimizers.type=masked',
          'world_model.target=ema', 'world_model.target_tau=0.5'] + MPC_SMALL),
-    'pendulum-mpcfallback-random-shooting': (
+    'pendulum-mpcfallback-random-shooting-loop': (
         PENDULUM,
         ['warmup.type=simple', 'warmup.steps=10', 'world_model.target=ema',
+         'imagination.unroll=false',
          'acting.uncertainty=true', 'acting.fallback=mpc',
          'acting.uncertainty_threshold=0.01',
          'mpc.method=random_shooting'] + MPC_SMALL),

@@ -229,6 +229,10 @@ class ImaginationConfig:
   # Encoder inputs, decoder, reward and value targets in symlog space (the
   # heads predict symlog(x); imagination and acting read symexp back).
   symlog: bool = False
+  # The H-step rollout in the compiled train step: written out step after
+  # step (XLA schedules across steps), or one step compiled as the body of
+  # a loop run H times (a smaller program: less memory and time to compile).
+  unroll: bool = True
 
 
 @dataclasses.dataclass

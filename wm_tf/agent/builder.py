@@ -178,7 +178,8 @@ def _build_agent(config: Config, spec: EnvSpec,
       n_step=config.returns.n, actor_gradient=a.gradient, entropy=a.entropy,
       return_normalization=a.return_normalization,
       slow_critic_fraction=c.slow_target_fraction,
-      sample_dynamics=config.imagination.sample_dynamics)
+      sample_dynamics=config.imagination.sample_dynamics,
+      unroll=config.imagination.unroll)
   opt = config.optimizers
   imagination = config.imagination
   mode = IMAGINATION_MODES.get(imagination.mode)(

@@ -11,12 +11,13 @@ from wm_tf.registry import Registry
 
 
 def imagine(dynamics, actor, start: tf.Tensor, horizon: int, seed: tf.Tensor,
-            sample_dynamics: bool = True) -> Dict[str, tf.Tensor]:
+            sample_dynamics: bool = True, unroll: bool = True
+            ) -> Dict[str, tf.Tensor]:
   """Rolls the actor forward `horizon` steps from latent states.
 
-  The loop is unrolled (horizon is static), which XLA compiles into one
-  program. The actor sees stop_gradient(state): its gradient reaches it only
-  through the actions it takes and what the dynamics make of them.
+  The actor sees stop_gradient(state): its gradient reaches it only
+  through the actions it takes and what the dynamics make of them. Both
+  forms below draw the same random numbers and compute the same function.
 
   Args:
     dynamics: (state [N, D], action [N, A]) -> distribution over [N, D].
@@ -25,6 +26,9 @@ def imagine(dynamics, actor, start: tf.Tensor, horizon: int, seed: tf.Tensor,
     horizon: H, imagined steps.
     seed: int32 [2] stateless seed.
     sample_dynamics: sample the next state (reparameterised) or use its mean.
+    unroll: write the H steps out one after another (XLA schedules across
+      steps, at the price of an H times larger program to compile), or
+      compile one step as the body of a `tf.while_loop` run H times.
 
   Returns:
     'states' [N, H+1, D] (s_0 = start), 'actions' [N, H, A] (a_t taken in
@@ -32,23 +36,60 @@ def imagine(dynamics, actor, start: tf.Tensor, horizon: int, seed: tf.Tensor,
     'entropies' [N, H].
   """
   seeds = tfp.random.split_seed(seed, n=2 * horizon)
-  state = start
-  states, actions, log_probs, entropies = [start], [], [], []
-  for t in range(horizon):
+
+  def step(state, action_seed, state_seed):
     policy = actor(tf.stop_gradient(state))
-    action = policy.sample(seed=seeds[2 * t])
-    log_probs.append(policy.log_prob(tf.stop_gradient(action)))
-    entropies.append(policy.entropy())
-    actions.append(action)
+    action = policy.sample(seed=action_seed)
     next_state = dynamics(state, action)
-    state = (next_state.sample(seed=seeds[2 * t + 1]) if sample_dynamics
-             else next_state.mean())
-    states.append(state)
+    next_state = (next_state.sample(seed=state_seed) if sample_dynamics
+                  else next_state.mean())
+    return (next_state, action, policy.log_prob(tf.stop_gradient(action)),
+            policy.entropy())
+
+  if unroll:
+    state = start
+    states, actions, log_probs, entropies = [start], [], [], []
+    for t in range(horizon):
+      state, action, log_prob, entropy = step(state, seeds[2 * t],
+                                              seeds[2 * t + 1])
+      states.append(state)
+      actions.append(action)
+      log_probs.append(log_prob)
+      entropies.append(entropy)
+    return {
+        'states': tf.stack(states, 1),
+        'actions': tf.stack(actions, 1),
+        'log_probs': tf.stack(log_probs, 1),
+        'entropies': tf.stack(entropies, 1),
+    }
+  return _imagine_in_loop(step, start, horizon, tf.stack(seeds))
+
+
+def _imagine_in_loop(step, start: tf.Tensor, horizon: int,
+                     seeds: tf.Tensor) -> Dict[str, tf.Tensor]:
+  """`imagine` as a tf.while_loop over `step`; seeds [2H, 2]."""
+  # The shapes of one step's outputs, for the loop's TensorArrays; these
+  # ops are traced only for their static shapes (nothing uses them, so
+  # graph mode and XLA prune them).
+  arrays = [tf.TensorArray(t.dtype, size=horizon, element_shape=t.shape)
+            for t in step(start, seeds[0], seeds[1])]
+
+  def body(t, state, arrays):
+    outputs = step(state, seeds[2 * t], seeds[2 * t + 1])
+    return t + 1, outputs[0], [a.write(t, o) for a, o in zip(arrays, outputs)]
+
+  _, _, arrays = tf.while_loop(
+      lambda t, state, arrays: t < horizon, body,
+      (tf.constant(0), start, arrays), maximum_iterations=horizon)
+  # TensorArray.stack() is [H, N, ...]; the rollout is batch-major.
+  next_states, actions, log_probs, entropies = [
+      tf.transpose(a.stack(), [1, 0] + list(range(2, a.element_shape.rank + 1)))
+      for a in arrays]
   return {
-      'states': tf.stack(states, 1),
-      'actions': tf.stack(actions, 1),
-      'log_probs': tf.stack(log_probs, 1),
-      'entropies': tf.stack(entropies, 1),
+      'states': tf.concat([start[:, None], next_states], 1),
+      'actions': actions,
+      'log_probs': log_probs,
+      'entropies': entropies,
   }
 
 

@@ -66,6 +66,7 @@ class ActorCriticSettings:
   return_normalization: bool = True
   slow_critic_fraction: float = 0.02
   sample_dynamics: bool = True
+  unroll: bool = True  # imagination: unrolled, or a tf.while_loop
 
 
 def _finite(x: tf.Tensor) -> tf.Tensor:
@@ -313,7 +314,8 @@ class Learner(tf.Module):
     s = self.settings
     model = self.target.model  # the world model to imagine in
     traj = imagine(model.dynamics, self.actor, start, s.horizon,
-                   replicas.per_replica_seed(seed), s.sample_dynamics)
+                   replicas.per_replica_seed(seed), s.sample_dynamics,
+                   unroll=s.unroll)
     states = traj['states']  # [N, H+1, D]
     rewards = model.reward(states[:, 1:]).mean()  # [N, H]
     continues = model.continue_probability(states[:, 1:])  # [N, H]
