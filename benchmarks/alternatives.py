@@ -4,6 +4,8 @@ r"""Design alternatives, one change at a time from each environment's config.
   python -m benchmarks.alternatives --timing_only        # ms per step only
   python -m benchmarks.alternatives --only=baseline,dyna,ensemble_mean \
       --envs=cartpole --seeds=2 --budget=5000 --parallel=2
+  python -m benchmarks.alternatives \
+      --table_from=results/a_cartpole.json,results/a_pendulum.json
 
 Every alternative of every family (`ALTERNATIVES`: representation learners,
 dynamics models, return estimators, imagination modes, symlog, warmup
@@ -121,6 +123,9 @@ flags.DEFINE_bool('repeat_baseline', True, 'Time the baseline again at the '
                   'end of each environment, to show drift of the load.')
 flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for every '
                           'alternative, baseline included.')
+flags.DEFINE_list('table_from', [], 'Run nothing: print the markdown table '
+                  'of these report JSONs (e.g. one per environment), merged '
+                  'into one row per alternative.')
 flags.DEFINE_string('worker', None, 'Internal: run the timing tasks of this '
                     'JSON file.')
 FLAGS = flags.FLAGS
@@ -745,6 +750,8 @@ def _cell_status(entry: Dict, notes: Notes) -> Optional[str]:
     return 'refused ' + notes.ref(entry['message'])
   if entry['status'] == 'same_as_baseline':
     return '= baseline'
+  if entry['status'] == 'not_run':
+    return 'not run'
   return None
 
 
@@ -812,6 +819,30 @@ def markdown_table(report: Dict) -> str:
   for i, message in enumerate(notes.messages):
     lines.append(f'\n[{i + 1}] {message}')
   return '\n'.join(lines)
+
+
+def merge_reports(reports: Sequence[Dict]) -> Dict:
+  """One report with the environments of several (made one env each).
+
+  Rows are matched by alternative name, in the order of the first report
+  (then any names the others add); an env a report lacks is an empty cell.
+  'meta' keeps each report's own under 'merged_from'.
+  """
+  envs, rows = [], {}
+  for report in reports:
+    for env in report['meta']['envs']:
+      if env in envs:
+        raise ValueError(f'Environment {env!r} is in more than one report.')
+      envs.append(env)
+    for alt in report['alternatives']:
+      row = rows.setdefault(alt['alternative'], dict(alt, envs={}))
+      row['envs'].update(alt['envs'])
+  for row in rows.values():
+    for env in envs:
+      row['envs'].setdefault(env, {'status': 'not_run', 'message': ''})
+  return {'meta': {'envs': envs,
+                   'merged_from': [r['meta'] for r in reports]},
+          'noise': None, 'alternatives': list(rows.values())}
 
 
 def noise_summary(timings: Dict[tuple, Dict]) -> Dict:
@@ -929,6 +960,13 @@ def main(argv):
   for env in FLAGS.envs:
     if not os.path.exists(config_path(env)):
       raise app.UsageError(f'--envs: no config {config_path(env)}.')
+  if FLAGS.table_from:
+    reports = []
+    for path in FLAGS.table_from:
+      with open(path) as f:
+        reports.append(json.load(f))
+    print(markdown_table(merge_reports(reports)))
+    return
   if FLAGS.parallel < 1 or FLAGS.seeds < 1:
     raise app.UsageError('--parallel and --seeds must be >= 1.')
   chosen = [a for a in ALTERNATIVES if not FLAGS.only or a.name in FLAGS.only]
