@@ -603,9 +603,22 @@ def test_yaml_type_selects_the_class(tmp_path, kind, cls):
   assert type(world_model.representation) is cls
 
 
+def test_rssm_accepts_dynamics_sizes_and_default_kind():
+  # Sizes stay (a switch to another representation uses them); a kind key
+  # given at its default value changes nothing, so it is no conflict.
+  config = load_config(None, ['representation_learner.type=rssm',
+                              'dynamics.units=64', 'dynamics.std=learned'])
+  assert config.dynamics.units == 64
+
+
 @pytest.mark.parametrize('overrides, names', [
     (['representation_learner.type=rssm', 'dynamics.type=ensemble'],
      ['representation_learner.type', 'dynamics.type', "'rssm'"]),
+    (['representation_learner.type=rssm', 'dynamics.std=fixed'],
+     ["dynamics.std='fixed'", 'no effect']),
+    (['representation_learner.type=rssm', 'dynamics.members=3',
+      'dynamics.components=2'],
+     ['dynamics.members=3', 'dynamics.components=2']),
     (['representation_learner.type=none', 'representation_learner.latent_dim=8',
       'encoder.units=32'],
      ['representation_learner.latent_dim', 'encoder.units']),

@@ -117,6 +117,8 @@ class DynamicsConfig:
   # (stddev 0; std keys unused); 'ensemble': `members` Gaussians, each on a
   # Poisson bootstrap of every batch, stddev = disagreement (+ mean learned
   # std); 'mixture': `components` Gaussians (tfd.MixtureSameFamily).
+  # With representation_learner.type 'rssm' this section is unused: the
+  # RSSM's prior is the dynamics (keys that change the model are refused).
   type: Literal['gaussian', 'deterministic', 'ensemble', 'mixture'] = (
       'gaussian')
   members: int = 5  # 'ensemble': number of members
@@ -674,6 +676,33 @@ def lookup(config: Any, path: str) -> Any:
   return node
 
 
+# dynamics keys that choose what kind of model predicts the next state (not
+# its size: base configs size every section alike, and keep the sizes for
+# a switch to another representation).
+_DYNAMICS_KIND_KEYS = ('std', 'fixed_std', 'members', 'bootstrap',
+                       'ensemble_imagination', 'components')
+
+
+def _check_unused_dynamics(dyn: DynamicsConfig, given: dict) -> None:
+  """Refuses dynamics choices the RSSM would silently override.
+
+  With the RSSM, its prior is the dynamics model: a key of `given` (the
+  dynamics keys the user set) that changes the kind of model from its
+  default would have no effect.
+  """
+  default = DynamicsConfig()
+  changed = [k for k in _DYNAMICS_KIND_KEYS
+             if k in given and getattr(dyn, k) != getattr(default, k)]
+  if changed:
+    raise ConfigError(
+        "Config keys representation_learner.type='rssm' and "
+        + ', '.join(f'dynamics.{k}={getattr(dyn, k)!r}' for k in changed)
+        + " conflict: the RSSM's prior is its dynamics model (a Normal with "
+        'a learned std, sized by representation_learner), so these keys '
+        'would have no effect. Remove them or choose another '
+        'representation learner.')
+
+
 def _check_world_model_options(config: Config, data: dict) -> None:
   """Refuses representation and dynamics combinations that make no sense.
 
@@ -686,6 +715,8 @@ def _check_world_model_options(config: Config, data: dict) -> None:
         f"{dyn.type!r} conflict: the RSSM's prior is its dynamics model. "
         "Leave dynamics.type at 'gaussian' (replaced by the RSSM prior) or "
         'choose another representation learner.')
+  if rep.type == 'rssm':
+    _check_unused_dynamics(dyn, data.get('dynamics') or {})
   given = (data.get('representation_learner') or {}).get('latent_dim')
   if (rep.type == 'none' and given is not None
       and rep.latent_dim != config.encoder.units):
