@@ -1004,18 +1004,13 @@ def main(argv):
   learning_jobs: Dict[tuple, List[Dict]] = {}
   if not FLAGS.timing_only:
     all_jobs = []
-    for env in FLAGS.envs:
-      for a in chosen:
-        r = resolved[(env, a.name)]
-        if r.status != 'ok':
-          continue
-        learning_jobs[(env, a.name)] = []
     # Seed-major order: every alternative's seed 0 runs before any seed 1,
     # so a benchmark stopped early leaves the same seeds for every row.
     for seed in range(FLAGS.seeds):
       for env in FLAGS.envs:
         for a in chosen:
-          if (env, a.name) not in learning_jobs:
+          r = resolved[(env, a.name)]
+          if r.status != 'ok':
             continue
           logdir = os.path.join(output, 'runs', f'{env}-{budgets[env]}',
                                 f'{a.name}-seed{seed}')
@@ -1028,12 +1023,10 @@ def main(argv):
           else:
             job['cmd'] = train_command(
                 config_path(env), logdir, seed,
-                extra + resolved[(env, a.name)].overrides +
-                [f'run.total_env_steps={budgets[env]}'])
+                extra + r.overrides + [f'run.total_env_steps={budgets[env]}'])
             all_jobs.append(job)
-          learning_jobs[(env, a.name)].append(job)
+          learning_jobs.setdefault((env, a.name), []).append(job)
     run_jobs(all_jobs, FLAGS.parallel)
-    learning_jobs = {k: v for k, v in learning_jobs.items() if v}
 
   alternatives = []
   for a in chosen:
