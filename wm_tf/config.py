@@ -679,7 +679,7 @@ def lookup(config: Any, path: str) -> Any:
 # dynamics keys that choose what kind of model predicts the next state (not
 # its size: base configs size every section alike, and keep the sizes for
 # a switch to another representation).
-_DYNAMICS_KIND_KEYS = ('std', 'fixed_std', 'members', 'bootstrap',
+_DYNAMICS_KIND_KEYS = ('type', 'std', 'fixed_std', 'members', 'bootstrap',
                        'ensemble_imagination', 'components')
 
 
@@ -699,8 +699,8 @@ def _check_unused_dynamics(dyn: DynamicsConfig, given: dict) -> None:
         + ', '.join(f'dynamics.{k}={getattr(dyn, k)!r}' for k in changed)
         + " conflict: the RSSM's prior is its dynamics model (a Normal with "
         'a learned std, sized by representation_learner), so these keys '
-        'would have no effect. Remove them or choose another '
-        'representation learner.')
+        "would have no effect. Leave them at their defaults (dynamics.type "
+        f"{default.type!r}) or choose another representation learner.")
 
 
 def _check_world_model_options(config: Config, data: dict) -> None:
@@ -709,12 +709,6 @@ def _check_world_model_options(config: Config, data: dict) -> None:
   `data` is the raw mapping, to tell keys the user gave from defaults.
   """
   rep, dyn = config.representation_learner, config.dynamics
-  if rep.type == 'rssm' and dyn.type != 'gaussian':
-    raise ConfigError(
-        "Config keys representation_learner.type='rssm' and dynamics.type="
-        f"{dyn.type!r} conflict: the RSSM's prior is its dynamics model. "
-        "Leave dynamics.type at 'gaussian' (replaced by the RSSM prior) or "
-        'choose another representation learner.')
   if rep.type == 'rssm':
     _check_unused_dynamics(dyn, data.get('dynamics') or {})
   given = (data.get('representation_learner') or {}).get('latent_dim')
