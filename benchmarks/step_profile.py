@@ -74,9 +74,10 @@ def group_events(events: Iterable[Tuple[str, str, float, float]], steps: int
   A thunk is an event that lies inside a 'ThunkExecutor::Execute' event of
   its thread (the events that contain the executor, such as the Python
   thread's 'EagerExecute', are not thunks); control-flow thunks ('call',
-  'while', 'conditional') are left out, as the thunks they run are counted. Returns ({group: {'ms_per_step',
-  'share', 'count_per_step'}} sorted by time, {thread: busy ms per step},
-  the executor events' time on each thread that ran one).
+  'while', 'conditional') are left out, as the thunks they run are counted.
+  Returns ({group: {'ms_per_step', 'share', 'count_per_step'}} sorted by
+  time, {thread: busy ms per step}, the executor events' time on each
+  thread that ran one).
   """
   rows = list(events)
   spans = collections.defaultdict(list)
