@@ -45,7 +45,8 @@ A combination the config refuses (a ConfigError while validating or
 building, e.g. an ensemble that samples a member when imagination does not
 sample) is reported as 'refused' with the error message, and an
 alternative that equals the environment's baseline (actor.gradient=reinforce
-on CartPole) as 'same_as_baseline'; neither is run.
+on CartPole) as 'same_as_baseline', and one whose config equals an
+earlier alternative's as 'duplicate'; none of these is run.
 
 Writes <output>/<name>.json (everything, per seed and per timed step
 statistics) and <output>/<name>.csv (one row per alternative and
@@ -259,6 +260,12 @@ ALTERNATIVES = (
     Alternative('imagination', 'dyna',
                 'the model exploits its errors: real data anchors actor and '
                 'critic', _fixed('imagination.mode=dyna')),
+    Alternative('imagination', 'dyna_positive',
+                "'dyna' whose real actor term raises only the replayed "
+                'actions better than expected (the default; needed for '
+                'continuous actions)',
+                _fixed('imagination.mode=dyna',
+                       'imagination.real_actor_advantage=positive')),
     Alternative('imagination', 'mpc',
                 'no actor needed / short-horizon control with bounded '
                 'actions', _fixed('imagination.mode=mpc')),
@@ -321,15 +328,23 @@ BY_NAME = {a.name: a for a in ALTERNATIVES}
 @dataclasses.dataclass
 class Resolved:
   """An alternative applied to an environment's config."""
-  status: str  # 'ok' | 'refused' | 'same_as_baseline'
+  status: str  # 'ok' | 'refused' | 'same_as_baseline' | 'duplicate'
   overrides: List[str]
   config: Optional[Config] = None
   message: str = ''
+  same_as: str = ''  # 'duplicate': the alternative with the same config
 
 
 def resolve(alternative: Alternative, env: str,
-            extra: Sequence[str] = ()) -> Resolved:
-  """Validates the alternative's config for `env` (no TensorFlow needed)."""
+            extra: Sequence[str] = (),
+            earlier: Optional[Dict[str, Resolved]] = None) -> Resolved:
+  """Validates the alternative's config for `env` (no TensorFlow needed).
+
+  `earlier` maps names of alternatives already resolved for `env` to their
+  results: an alternative whose config equals one of theirs that runs is
+  'duplicate' (not run again; e.g. 'dyna_positive' is 'dyna' on an env
+  whose base config does not use dyna).
+  """
   path = config_path(env)
   base = config_lib.load_config(path, list(extra))
   overrides = alternative.overrides(base)
@@ -337,9 +352,15 @@ def resolve(alternative: Alternative, env: str,
     config = config_lib.load_config(path, list(extra) + overrides)
   except ConfigError as e:
     return Resolved('refused', overrides, message=str(e))
-  if overrides and config_lib.to_dict(config) == config_lib.to_dict(base):
+  as_dict = config_lib.to_dict(config)
+  if overrides and as_dict == config_lib.to_dict(base):
     return Resolved('same_as_baseline', overrides, config,
                     f'{" ".join(overrides)} is the config of {env}.')
+  for name, other in (earlier or {}).items():
+    if other.status == 'ok' and config_lib.to_dict(other.config) == as_dict:
+      return Resolved('duplicate', overrides, config,
+                      f'{" ".join(overrides)} is the config of {name} on '
+                      f'{env}.', same_as=name)
   return Resolved('ok', overrides, config)
 
 
@@ -750,6 +771,8 @@ def _cell_status(entry: Dict, notes: Notes) -> Optional[str]:
     return 'refused ' + notes.ref(entry['message'])
   if entry['status'] == 'same_as_baseline':
     return '= baseline'
+  if entry['status'] == 'duplicate':
+    return '= ' + entry['same_as']
   if entry['status'] == 'not_run':
     return 'not run'
   return None
@@ -978,8 +1001,12 @@ def main(argv):
   budgets = {env: FLAGS.budget or config_lib.load_config(
       config_path(env), extra).run.total_env_steps for env in FLAGS.envs}
 
-  resolved = {(env, a.name): resolve(a, env, extra)
-              for env in FLAGS.envs for a in chosen}
+  resolved = {}
+  for env in FLAGS.envs:
+    earlier = {}
+    for a in chosen:
+      earlier[a.name] = resolved[(env, a.name)] = resolve(a, env, extra,
+                                                          earlier)
   for (env, alt), r in resolved.items():
     if r.status != 'ok':
       print(f'{env} {alt}: {r.status}: {r.message}', flush=True)
@@ -1035,6 +1062,8 @@ def main(argv):
     for env in FLAGS.envs:
       r = resolved[(env, a.name)]
       e = {'status': r.status, 'message': r.message, 'overrides': r.overrides}
+      if r.same_as:
+        e['same_as'] = r.same_as
       timing = timings.get((env, a.name))
       if timing is not None:
         if timing['status'] == 'refused':  # refused while building

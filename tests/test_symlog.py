@@ -3,7 +3,6 @@ wrappers of wm_tf/agent/symlog.py, against NumPy."""
 
 import keras
 import numpy as np
-import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 

@@ -228,6 +228,14 @@ class ImaginationConfig:
   #   critic still train as in 'backprop' (the critic values plan ends).
   mode: Literal['backprop', 'dyna', 'mpc'] = 'backprop'
   real_ratio: float = 0.5  # 'dyna': weight of the real-data loss terms
+  # 'dyna': how the real actor term weights the log-probability of each
+  # replayed action (wm_tf.losses.advantage_weighted_nll). 'signed': by its
+  # advantage, so actions worse than V(s) are pushed away; that has no
+  # bound for continuous actions (the squashed mean runs to saturation,
+  # where the imagined gradient vanishes), so it is refused for them.
+  # 'positive': by max(advantage, 0), a weighted maximum likelihood of the
+  # better-than-expected actions (bounded: the actor's std has a floor).
+  real_actor_advantage: Literal['signed', 'positive'] = 'positive'
   # Encoder inputs, decoder, reward and value targets in symlog space (the
   # heads predict symlog(x); imagination and acting read symexp back).
   symlog: bool = False

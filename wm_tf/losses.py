@@ -70,3 +70,41 @@ def info_nce(query: tf.Tensor, key: tf.Tensor, mask: tf.Tensor,
   log_softmax = tf.nn.log_softmax(logits, -1)
   positive = tf.linalg.diag_part(log_softmax)
   return masked_mean(-positive, mask)
+
+
+ADVANTAGE_WEIGHTINGS = ('signed', 'positive')
+
+
+def advantage_weighted_nll(log_prob: tf.Tensor, advantage: tf.Tensor,
+                           entropy: tf.Tensor, weights: tf.Tensor,
+                           entropy_scale: float,
+                           weighting: str = 'signed') -> tf.Tensor:
+  """Off-policy actor loss on logged actions: a weighted likelihood.
+
+    loss = -mean(weights * (log_prob * g(advantage) + entropy_scale * entropy))
+
+  with g(A) = A ('signed': REINFORCE on the logged actions; actions worse
+  than expected get their probability lowered, which is unbounded below
+  for a continuous density) or g(A) = max(A, 0) ('positive': a maximum
+  likelihood of the better-than-expected actions, bounded above for a
+  density whose std has a floor). No gradient flows into `advantage`.
+
+  Args:
+    log_prob: [...] log pi(a | s) of the logged actions.
+    advantage: [...] their (normalised) advantages.
+    entropy: [...] the policy's entropy in s.
+    weights: [...] per-step weights (0 where a step has no target).
+    entropy_scale: scale of the entropy bonus.
+    weighting: 'signed' or 'positive'.
+
+  Returns:
+    Scalar loss.
+  """
+  if weighting not in ADVANTAGE_WEIGHTINGS:
+    raise ValueError(f'weighting={weighting!r}; allowed: '
+                     f'{", ".join(ADVANTAGE_WEIGHTINGS)}.')
+  advantage = tf.stop_gradient(advantage)
+  if weighting == 'positive':
+    advantage = tf.maximum(advantage, 0.0)
+  return -tf.reduce_mean(weights * (log_prob * advantage +
+                                    entropy_scale * entropy))

@@ -28,7 +28,7 @@ from wm_tf.components.dynamics import DYNAMICS
 from wm_tf.components.encoder import VectorEncoder
 from wm_tf.components.heads import ContinueHead, Decoder, RewardHead, ValueHead
 from wm_tf.components.representation import REPRESENTATIONS
-from wm_tf.config import Config, MLPConfig
+from wm_tf.config import Config, ConfigError, MLPConfig
 from wm_tf.runtime.environments import EnvSpec
 from wm_tf.world_model import WorldModel
 
@@ -183,7 +183,18 @@ def _build_agent(config: Config, spec: EnvSpec,
   opt = config.optimizers
   imagination = config.imagination
   mode = IMAGINATION_MODES.get(imagination.mode)(
-      real_ratio=imagination.real_ratio)
+      real_ratio=imagination.real_ratio,
+      real_actor_advantage=imagination.real_actor_advantage)
+  if (mode.uses_real_data and mode.real_ratio > 0 and not spec.discrete and
+      imagination.real_actor_advantage == 'signed'):
+    raise ConfigError(
+        "Config keys imagination.real_actor_advantage='signed' and "
+        f"imagination.mode={imagination.mode!r} conflict with the continuous "
+        f'action space of env.id={spec.id!r}: the signed weighting lowers '
+        'the density of every replayed action worse than expected without '
+        "bound, driving the squashed actor's mean to saturation (on "
+        'Pendulum-v1 the eval return stayed near -1,400). Allowed for '
+        "continuous actions: 'positive'.")
   w = config.warmup
   warmup = WARMUPS.get(w.type)(
       steps=w.steps, critic_real_return_mix=w.critic_real_return_mix,

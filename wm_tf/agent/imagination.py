@@ -122,11 +122,13 @@ class ImaginationMode:
   """
 
   real_ratio: float = 0.0
+  real_actor_advantage: str = 'positive'
   uses_real_data: bool = False
   acts_with_planner: bool = False
 
-  def __init__(self, real_ratio: float = 0.0):
-    del real_ratio
+  def __init__(self, real_ratio: float = 0.0,
+               real_actor_advantage: str = 'positive'):
+    del real_ratio, real_actor_advantage
 
   def critic_real_weight(self, warmup_mix: tf.Tensor) -> tf.Tensor:
     """Weight w of the real critic term: r + (1 - r) * warmup_mix."""
@@ -162,16 +164,20 @@ class DynaMode(ImaginationMode):
   returns; the real one regresses V on the batch's real latents (the
   imagination start states) onto returns of the replayed rewards, so with
   rho = 1 the critic learns from real returns alone. The real actor term
-  raises the log-probability of replayed actions in proportion to their
-  real advantage: an off-policy, REINFORCE-style estimate without
-  importance weights, which is biased towards the behaviour policy's data.
+  weights the log-probability of each replayed action by its real
+  advantage (`real_actor_advantage` 'signed') or by the advantage's
+  positive part ('positive'): an off-policy estimate without importance
+  weights, biased towards the behaviour policy's data
+  (`wm_tf.losses.advantage_weighted_nll`).
   """
 
   uses_real_data = True
 
-  def __init__(self, real_ratio: float = 0.5):
+  def __init__(self, real_ratio: float = 0.5,
+               real_actor_advantage: str = 'positive'):
     super().__init__()
     self.real_ratio = float(real_ratio)
+    self.real_actor_advantage = real_actor_advantage
 
 
 @IMAGINATION_MODES.register('mpc')

@@ -41,7 +41,7 @@ from typing import Callable, Dict, Optional
 
 import tensorflow as tf
 
-from wm_tf import quantiles, replicas
+from wm_tf import losses, quantiles, replicas
 from wm_tf import returns as returns_lib
 from wm_tf.agent.imagination import BackpropMode, ImaginationMode, imagine
 from wm_tf.agent.optimizers import (PARTS, OptimizerLayout, OptimizerSettings,
@@ -407,9 +407,10 @@ class Learner(tf.Module):
     """(actor term, critic term) on the replayed sequences.
 
     critic: -mean_t w_t log p(R_t | s_t), R_t from `real_value_targets`.
-    actor:  -mean_t w_t [log pi(a_t | s_t) sg((R_t - V(s_t)) / scale)
+    actor:  -mean_t w_t [log pi(a_t | s_t) g((R_t - V(s_t)) / scale)
                          + entropy_scale * H(pi(. | s_t))],
-    a_t the replayed action taken in s_t.
+    a_t the replayed action taken in s_t, g the mode's advantage weighting
+    (`wm_tf.losses.advantage_weighted_nll`).
     """
     s = self.settings
     latent = tf.stop_gradient(latent)
@@ -420,9 +421,10 @@ class Learner(tf.Module):
         weights * self.critic(states).log_prob(targets))
     policy = self.actor(states)
     action = tf.cast(batch['action'], tf.float32)[:, :-1]
-    advantage = tf.stop_gradient((targets - values[:, :-1]) / scale)
-    actor_term = -tf.reduce_mean(weights * (
-        policy.log_prob(action) * advantage + s.entropy * policy.entropy()))
+    advantage = (targets - values[:, :-1]) / scale
+    actor_term = losses.advantage_weighted_nll(
+        policy.log_prob(action), advantage, policy.entropy(), weights,
+        s.entropy, self.mode.real_actor_advantage)
     metrics.update({
         'actor/real_loss': actor_term,
         'critic/real_loss': critic_term,
