@@ -21,7 +21,7 @@ from wm_tf.agent.builder import build_agent
 from wm_tf.agent.imagination import IMAGINATION_MODES
 from wm_tf.agent.mpc import PLANNERS
 from wm_tf.agent.optimizers import OPTIMIZER_LAYOUTS
-from wm_tf.agent.policy import FALLBACKS
+from wm_tf.agent.policy import FALLBACKS, UncertaintyCalibration
 from wm_tf.agent.targets import WORLD_MODEL_TARGETS
 from wm_tf.agent.warmup import WARMUPS
 from wm_tf.config import ConfigError, load_config
@@ -405,6 +405,63 @@ def test_signed_real_actor_term_refused_for_continuous_actions():
   _agent(overrides + ['imagination.real_ratio=0'], PENDULUM)
 
 
+def test_uncertainty_calibration_is_a_running_numpy_quantile():
+  rng = np.random.default_rng(5)
+  calibration = UncertaintyCalibration(0.9, decay=0.75)
+  assert float(calibration.threshold) == np.inf  # nothing flagged yet
+
+  def numpy_quantile(u, valid):
+    kept = np.sort(u[valid])
+    return kept[int(0.9 * (kept.size - 1))]
+
+  u1 = rng.random((4, 9)).astype(np.float32)
+  valid1 = rng.random((4, 9)) < 0.6
+  u1[~valid1] = 50.0  # would be the top ranks if they were counted
+  first = numpy_quantile(u1, valid1)
+  calibration.update(tf.constant(u1), tf.constant(valid1))
+  np.testing.assert_allclose(float(calibration.threshold), first, rtol=1e-6)
+
+  u2 = rng.random((4, 9)).astype(np.float32) * 3.0
+  valid2 = np.ones((4, 9), bool)
+  want = 0.75 * first + 0.25 * numpy_quantile(u2, valid2)
+  calibration.update(tf.constant(u2), tf.constant(valid2))
+  np.testing.assert_allclose(float(calibration.threshold), want, rtol=1e-6)
+
+  # A batch with nothing valid leaves the threshold alone.
+  calibration.update(tf.constant(u2), tf.zeros([4, 9], tf.bool))
+  np.testing.assert_allclose(float(calibration.threshold), want, rtol=1e-6)
+  with pytest.raises(ValueError, match=r'allowed: a number in \(0, 1\)'):
+    UncertaintyCalibration(1.0)
+
+
+def test_world_model_update_calibrates_the_acting_threshold(eager):
+  """After one update the policy's threshold is the batch's q-quantile of
+  u(s_t, a_t) over its real transitions, in the updated dynamics."""
+  agent = _agent(['acting.uncertainty=true', 'acting.uncertainty_quantile=0.8'],
+                 CARTPOLE)
+  learner, policy = agent.learner, agent.policy
+  assert policy.uncertainty_threshold is (
+      learner.uncertainty_calibration.threshold)
+  batch = _episodic_batch(CARTPOLE, 11, batch_size=6, length=10)
+  latent = agent.world_model.world_model_loss(batch)[1]  # before the update
+  metrics = learner.train_world_model(batch)
+  u = policy.uncertainty(latent[:, :-1], batch['action'][:, :-1]).numpy()
+  valid = ~batch['is_first'].numpy()[:, 1:]
+  assert 10 < valid.sum() < valid.size  # episode boundaries are skipped
+  kept = np.sort(u[valid])
+  want = kept[int(0.8 * (kept.size - 1))]
+  np.testing.assert_allclose(float(policy.uncertainty_threshold), want,
+                             rtol=1e-5)
+  np.testing.assert_allclose(float(metrics['learner/uncertainty_threshold']),
+                             want, rtol=1e-5)
+  # Acting on the batch's own states flags about 1 - q of them.
+  flat = tf.reshape(latent[:, :-1], [-1, latent.shape[-1]])
+  actions = tf.reshape(batch['action'][:, :-1], [flat.shape[0], -1])
+  flagged = np.mean(policy.uncertainty(flat, actions).numpy()[valid.ravel()]
+                    > want)
+  assert 0.1 <= flagged <= 0.3
+
+
 # ---------------------------------------------------------------------------
 # Non-finite guard.
 # ---------------------------------------------------------------------------
@@ -468,7 +525,7 @@ CASES = {
         CARTPOLE,
         ['imagination.mode=dyna', 'warmup.type=gradual', 'warmup.steps=100',
          'optimizers.type=single', 'acting.uncertainty=true',
-         'acting.uncertainty_threshold=0.01', 'imagination.symlog=true']),
+         'acting.uncertainty_quantile=0.5', 'imagination.symlog=true']),
     'mpc-phased-masked-ema-twohot': (
         CARTPOLE,
         ['critic.distribution=twohot', 'heads.reward.distribution=twohot',
@@ -481,6 +538,7 @@ CASES = {
         ['warmup.type=simple', 'warmup.steps=10', 'world_model.target=ema',
          'imagination.unroll=false',
          'acting.uncertainty=true', 'acting.fallback=mpc',
+         'acting.uncertainty_reference=absolute',
          'acting.uncertainty_threshold=0.01',
          'mpc.method=random_shooting'] + MPC_SMALL),
 }
@@ -533,10 +591,16 @@ def test_matrix_trains_and_acts(name, eager, tmp_path):
   if config.acting.uncertainty:
     count = float(stats['acting/uncertain_steps'])
     assert 0 <= count <= 3
+    threshold = float(agent.policy.uncertainty_threshold)
+    if config.acting.uncertainty_reference == 'quantile':  # calibrated
+      assert np.isfinite(threshold) and threshold > 0
+      assert threshold == float(learner.uncertainty_calibration.threshold)
+    else:
+      assert threshold == 0.01
     latent = agent.world_model.encode(obs)
     unsure = agent.policy.uncertainty(
         latent, agent.actor(latent).sample(seed=tf.constant([1, 2])))
-    assert count == float(np.sum(unsure.numpy() > 0.01))
+    assert count == float(np.sum(unsure.numpy() > threshold))
   else:
     assert stats == {}
 

@@ -263,12 +263,21 @@ class MPCConfig:
 
 @dataclasses.dataclass
 class ActingConfig:
-  # Act conservatively where the dynamics are unsure: if the mean over
-  # dimensions of dynamics(s, a).stddev() exceeds uncertainty_threshold,
+  # Act conservatively where the dynamics are unsure: where u(s, a), the
+  # mean over dimensions of dynamics(s, a).stddev(), exceeds a threshold,
   # replace the action by `fallback`. The count of such steps is logged as
   # acting/uncertain_steps.
   uncertainty: bool = False
-  uncertainty_threshold: float = 0.5  # on the mean next-state stddev
+  # The threshold. 'quantile': the running uncertainty_quantile-quantile of
+  # u over the replayed (s_t, a_t) of the train batches (logged as
+  # learner/uncertainty_threshold), so it follows the latent's scale: of
+  # states and actions like the replay's, a fraction 1 - quantile is
+  # flagged. 'absolute': uncertainty_threshold itself, in the latent's
+  # units, which depend on the representation (with configs/*.yaml, 0.5
+  # flagged no step after the first 1,000 env steps on either env).
+  uncertainty_reference: Literal['quantile', 'absolute'] = 'quantile'
+  uncertainty_quantile: float = 0.95  # 'quantile': of u over replayed steps
+  uncertainty_threshold: float = 0.5  # 'absolute': on u
   # 'mean_action': the actor's deterministic action; 'mpc': the planner's
   # first action (the `mpc` section).
   fallback: Literal['mean_action', 'mpc'] = 'mean_action'
@@ -413,6 +422,8 @@ _RANGES = (
     ('mpc.iterations', lambda v: v >= 1, 'an integer >= 1'),
     ('mpc.elites', lambda v: v >= 1, 'an integer >= 1'),
     ('acting.uncertainty_threshold', lambda v: v > 0, 'a number > 0'),
+    ('acting.uncertainty_quantile', lambda v: 0 < v < 1,
+     'a number in (0, 1)'),
     ('replay.capacity', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.batch_size', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.sequence_length', lambda v: v >= 2, 'an integer >= 2'),

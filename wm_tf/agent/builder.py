@@ -19,7 +19,7 @@ from wm_tf.agent.imagination import IMAGINATION_MODES
 from wm_tf.agent.learner import ActorCriticSettings, Learner, OptimizerSettings
 from wm_tf.agent.mpc import PLANNERS, check_action_space
 from wm_tf.agent.optimizers import OPTIMIZER_LAYOUTS
-from wm_tf.agent.policy import FALLBACKS, Policy
+from wm_tf.agent.policy import FALLBACKS, Policy, UncertaintyCalibration
 from wm_tf.agent.symlog import SymlogHead, SymlogInputs
 from wm_tf.agent.targets import WORLD_MODEL_TARGETS
 from wm_tf.agent.warmup import WARMUPS, Phase, WarmupSchedule
@@ -207,14 +207,17 @@ def _build_agent(config: Config, spec: EnvSpec,
       build_world_model(config, spec, name='target_world_model')
       if target_class.needs_own_model else None,
       every=wmc.target_every, tau=wmc.target_tau)
+  acting = config.acting
+  calibration = None
+  if acting.uncertainty and acting.uncertainty_reference == 'quantile':
+    calibration = UncertaintyCalibration(acting.uncertainty_quantile)
   learner = Learner(world_model, actor, critic, slow_critic, settings,
                     _optimizer(opt.world_model), _optimizer(opt.actor),
                     _optimizer(opt.critic), jit_compile=config.run.jit,
                     mode=mode, optimizer_layout=OPTIMIZER_LAYOUTS.get(opt.type),
                     alpha=opt.alpha, beta=opt.beta, target=target,
                     real_critic_term=warmup.uses_real_returns,
-                    strategy=strategy)
-  acting = config.acting
+                    uncertainty_calibration=calibration, strategy=strategy)
   fallback_class = FALLBACKS.get(acting.fallback)
   needs_planner = mode.acts_with_planner or (
       acting.uncertainty and fallback_class.needs_planner)
@@ -232,8 +235,10 @@ def _build_agent(config: Config, spec: EnvSpec,
   policy = Policy(
       world_model, actor, spec.observation_dim, jit_compile=config.run.jit,
       planner=planner if mode.acts_with_planner else None,
-      uncertainty_threshold=(acting.uncertainty_threshold
-                             if acting.uncertainty else None),
+      uncertainty_threshold=(
+          None if not acting.uncertainty else
+          calibration.threshold if calibration is not None else
+          acting.uncertainty_threshold),
       fallback=fallback_class(planner) if acting.uncertainty else None)
   learner.build(example_batch(spec))
   return Agent(world_model, actor, critic, slow_critic, learner, policy,

@@ -43,6 +43,7 @@ import tensorflow as tf
 
 from wm_tf import losses, quantiles, replicas
 from wm_tf import returns as returns_lib
+from wm_tf.agent import policy as policy_lib
 from wm_tf.agent.imagination import BackpropMode, ImaginationMode, imagine
 from wm_tf.agent.optimizers import (PARTS, OptimizerLayout, OptimizerSettings,
                                     SeparateOptimizers, make_optimizer)
@@ -94,6 +95,9 @@ class Learner(tf.Module):
     target: a `WorldModelTarget` to imagine in (default: the online model).
     real_critic_term: compute the real-sequence terms even if the mode
       does not use real data (for a warmup that mixes real returns in).
+    uncertainty_calibration: an `UncertaintyCalibration` that every
+      world-model update feeds with u(s_t, a_t) of the batch (the acting
+      policy's threshold), or None.
     strategy: a tf.distribute strategy to run the updates under (the models
       must have been built in its scope), or None for one device. With
       more than one replica `jit_compile` is not used: XLA cannot compile
@@ -114,6 +118,8 @@ class Learner(tf.Module):
                alpha: float = 1.0, beta: float = 1.0,
                target: Optional[WorldModelTarget] = None,
                real_critic_term: bool = False,
+               uncertainty_calibration: Optional[
+                   policy_lib.UncertaintyCalibration] = None,
                strategy: Optional[tf.distribute.Strategy] = None):
     super().__init__(name=name)
     self.strategy = strategy
@@ -125,6 +131,7 @@ class Learner(tf.Module):
     self.mode = mode if mode is not None else BackpropMode()
     self.uses_real_data = bool(self.mode.uses_real_data or real_critic_term)
     self.target = target if target is not None else NoTarget(world_model)
+    self.uncertainty_calibration = uncertainty_calibration
     self.layout = optimizer_layout(
         {'world_model': world_model_optimizer, 'actor': actor_optimizer,
          'critic': critic_optimizer}, alpha=alpha, beta=beta)
@@ -256,12 +263,28 @@ class Learner(tf.Module):
       del tape
       if 'world_model' in stage:
         self.target.update()
+        if self.uncertainty_calibration is not None:
+          metrics['learner/uncertainty_threshold'] = (
+              self._calibrate_uncertainty(batch, latent))
       if 'critic' in stage:
         self._update_slow_critic()
     self.train_steps.assign_add(1)
     metrics['learner/nonfinite'] = 1.0 - tf.cast(
         tf.reduce_all(tf.stack(applied)), tf.float32)
     return metrics
+
+  def _calibrate_uncertainty(self, batch, latent):
+    """Feeds u(s_t, a_t) of the batch's real transitions to the calibration.
+
+    latent [B, T, D]; a_t = batch['action'][:, t] was taken in s_t where
+    the transition t -> t+1 is real (not is_first_{t+1}).
+    """
+    states = tf.stop_gradient(latent[:, :-1])
+    actions = tf.cast(batch['action'], tf.float32)[:, :-1]
+    valid = tf.logical_not(tf.cast(batch['is_first'], tf.bool)[:, 1:])
+    uncertainty = policy_lib.next_state_uncertainty(
+        self.world_model, states, actions)
+    return self.uncertainty_calibration.update(uncertainty, valid)
 
   def _actor_critic_losses_from_batch(self, batch, latent, seed, metrics):
     """Actor and critic losses, imagining from every latent of the batch.

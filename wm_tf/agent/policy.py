@@ -13,20 +13,98 @@ world model is unsure:
 
 (the learned std, or an ensemble's spread if the dynamics return one);
 where u > threshold the action becomes the fallback's (registry
-`FALLBACKS`, config `acting.fallback`).
+`FALLBACKS`, config `acting.fallback`). The threshold is a number, or the
+variable of an `UncertaintyCalibration` that the learner keeps at a running
+quantile of u over the replayed steps it trains on.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from wm_tf import quantiles, replicas
 from wm_tf.registry import Registry
 from wm_tf.world_model import WorldModel
 
 FALLBACKS = Registry('acting.fallback')
+
+
+def next_state_uncertainty(world_model: WorldModel, latent: tf.Tensor,
+                           action: tf.Tensor) -> tf.Tensor:
+  """u(s, a) [...]: mean over dimensions of the next-state std.
+
+  Args:
+    world_model: its `dynamics(latent, action)` gives p(s' | s, a).
+    latent: s [..., D].
+    action: a [..., A].
+  """
+  return tf.reduce_mean(world_model.dynamics(latent, action).stddev(), -1)
+
+
+class UncertaintyCalibration(tf.Module):
+  """A running quantile of u(s, a) over replayed steps: the acting threshold.
+
+  Each `update(u, valid)` takes u of the (s_t, a_t) of one train batch and
+  its q-quantile over the valid entries (lower nearest rank, by bisection:
+  `wm_tf.quantiles`), and moves `threshold` towards it:
+
+      threshold <- quantile                                  (first update)
+      threshold <- decay * threshold + (1 - decay) * quantile   (later)
+
+  Before the first update the threshold is +inf: nothing counts as unsure.
+
+  Args:
+    quantile: q in (0, 1).
+    decay: weight of the running value.
+  """
+
+  def __init__(self, quantile: float, decay: float = 0.99,
+               name: str = 'uncertainty_calibration'):
+    super().__init__(name=name)
+    if not 0.0 < quantile < 1.0:
+      raise ValueError(f'quantile={quantile}; allowed: a number in (0, 1).')
+    self.quantile = float(quantile)
+    self.decay = float(decay)
+    first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+    self.threshold = tf.Variable(float('inf'), trainable=False,
+                                 name='threshold', aggregation=first)
+
+  def batch_quantile(self, uncertainty: tf.Tensor,
+                     valid: tf.Tensor) -> tf.Tensor:
+    """The q-quantile of u [...] over entries where valid [...] (bool).
+
+    Invalid entries are set to -inf, below every valid one, and the rank
+    is counted from the first valid entry. With no valid entry: -inf.
+    """
+    flat = tf.reshape(tf.cast(uncertainty, tf.float32), [-1])
+    valid = tf.reshape(valid, [-1])
+    flat = tf.where(valid, flat, float('-inf'))
+    count = tf.reduce_sum(tf.cast(valid, tf.int32))
+    skipped = tf.size(flat) - count
+    rank = skipped + tf.cast(
+        self.quantile * tf.cast(tf.maximum(count - 1, 0), tf.float32),
+        tf.int32)
+    return quantiles.order_statistics(flat, rank[None])[0]
+
+  def update(self, uncertainty: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+    """Moves the threshold towards this batch's quantile; returns it.
+
+    Under a strategy every replica passes its part of the batch; the
+    quantile is that of the global batch (the same in every replica). A
+    batch without valid or finite entries leaves the threshold as it is.
+    """
+    uncertainty = replicas.gather(tf.reshape(uncertainty, [-1]))
+    valid = replicas.gather(tf.cast(tf.reshape(valid, [-1]), tf.float32)) > 0
+    value = self.batch_quantile(uncertainty, valid)
+    old = self.threshold
+    new = tf.where(tf.math.is_inf(old), value,
+                   self.decay * old + (1.0 - self.decay) * value)
+    keep = tf.math.is_finite(value)
+    self.threshold.assign(tf.where(keep, new, old))
+    return self.threshold.read_value()
 
 
 @FALLBACKS.register('mean_action')
@@ -91,13 +169,17 @@ class Policy(tf.Module):
     observation_dim: O.
     jit_compile: compile with XLA.
     planner: a `wm_tf.agent.mpc.Planner` to act with, or None for the actor.
-    uncertainty_threshold: None (no check) or the threshold on u(s, a).
+    uncertainty_threshold: None (no check), or the threshold on u(s, a):
+      a number, or a scalar variable read at every step (an
+      `UncertaintyCalibration`'s `threshold`).
     fallback: the action source where u > threshold (`FALLBACKS` entry).
   """
 
   def __init__(self, world_model: WorldModel, actor, observation_dim: int,
                jit_compile: bool = True, name: str = 'policy', *,
-               planner=None, uncertainty_threshold: Optional[float] = None,
+               planner=None,
+               uncertainty_threshold: Optional[Union[float, tf.Variable]] = (
+                   None),
                fallback=None):
     super().__init__(name=name)
     self.world_model = world_model
@@ -135,9 +217,8 @@ class Policy(tf.Module):
             'action': tf.zeros([batch_size, self.action_dim], tf.float32)}
 
   def uncertainty(self, latent: tf.Tensor, action: tf.Tensor) -> tf.Tensor:
-    """u(s, a) [N]: mean over dimensions of the next-state std."""
-    return tf.reduce_mean(
-        self.world_model.dynamics(latent, action).stddev(), -1)
+    """u(s, a) [N] (`next_state_uncertainty`)."""
+    return next_state_uncertainty(self.world_model, latent, action)
 
   def step(self, observation, is_first, state: Dict[str, tf.Tensor], seed,
            deterministic) -> Tuple[tf.Tensor, Dict[str, tf.Tensor],
