@@ -1,0 +1,111 @@
+"""Tests for benchmarks/alternatives.py: which alternatives run on which
+environment, and the table merged from several reports.
+
+The module defines absl flags that benchmarks.step_profile defines too, so
+it is imported in a subprocess here (it needs no TensorFlow for this).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+RESOLVE_ALL = """
+import json
+from benchmarks import alternatives
+out = {}
+for env in ('cartpole', 'pendulum'):
+  earlier = {}
+  for a in alternatives.ALTERNATIVES:
+    r = earlier[a.name] = alternatives.resolve(a, env, (), earlier)
+    out[env + ' ' + a.name] = [r.status, r.same_as, r.message]
+print(json.dumps(out))
+"""
+
+
+def _python(*args) -> str:
+  done = subprocess.run([sys.executable] + list(args), cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  return done.stdout
+
+
+def test_resolve_marks_baselines_duplicates_and_refusals():
+  out = json.loads(_python('-c', RESOLVE_ALL))
+  status = {k: v[0] for k, v in out.items()}
+  # CartPole's config uses dyna with the signed real actor term.
+  assert status['cartpole dyna'] == 'same_as_baseline'
+  assert status['cartpole dyna_positive'] == 'ok'
+  # Pendulum does not: 'dyna' there already has the default 'positive'.
+  assert status['pendulum dyna'] == 'ok'
+  assert out['pendulum dyna_positive'][:2] == ['duplicate', 'dyna']
+  assert 'is the config of dyna on pendulum' in out['pendulum dyna_positive'][2]
+  assert status['pendulum dynamics_gradient'] == 'same_as_baseline'
+  assert status['cartpole reinforce'] == 'same_as_baseline'
+  # The RSSM refuses the dynamics family, naming the keys.
+  assert status['pendulum deterministic'] == 'refused'
+  assert "dynamics.type='deterministic'" in out['pendulum deterministic'][2]
+  assert status['cartpole deterministic'] == 'ok'
+  # Every alternative resolves on both environments, and only declared
+  # equalities are skipped: nothing else is a duplicate.
+  names = {k.split(' ', 1)[1] for k in out}
+  assert len(out) == 2 * len(names)
+  assert [k for k, s in status.items() if s == 'duplicate'] == [
+      'pendulum dyna_positive']
+
+
+def _learning(final, steps, reached, seeds):
+  return {'status': 'ok', 'message': '', 'seeds_completed': seeds,
+          'seeds_reaching_threshold': reached,
+          'steps_to_threshold_median': steps, 'final_return_median': final,
+          'update_ms_median': 80.0}
+
+
+def _report(env, rows):
+  return {'meta': {'envs': [env]}, 'noise': None, 'alternatives': [
+      {'family': family, 'alternative': name, 'when': 'w',
+       'envs': {env: entry}} for family, name, entry in rows]}
+
+
+def test_table_from_merges_reports_by_alternative(tmp_path):
+  cartpole = _report('cartpole', [
+      ('baseline', 'baseline', {'status': 'ok', 'message': '',
+                                'learning': _learning(500.0, 3500, 2, 2)}),
+      ('imagination', 'dyna', {'status': 'same_as_baseline', 'message': 'm'}),
+      ('imagination', 'dyna_positive', {
+          'status': 'ok', 'message': '',
+          'learning': _learning(250.5, None, 0, 2)})])
+  pendulum = _report('pendulum', [
+      ('baseline', 'baseline', {'status': 'ok', 'message': '',
+                                'learning': _learning(-145.1, 3000, 1, 1)}),
+      ('imagination', 'dyna', {'status': 'ok', 'message': '',
+                               'learning': _learning(-160.0, 4000, 1, 1)}),
+      ('imagination', 'dyna_positive', {
+          'status': 'duplicate', 'message': 'same', 'same_as': 'dyna'}),
+      ('acting', 'uncertainty', {'status': 'refused',
+                                 'message': 'Config keys a and b conflict.'})])
+  paths = []
+  for name, report in (('c', cartpole), ('p', pendulum)):
+    paths.append(str(tmp_path / f'{name}.json'))
+    with open(paths[-1], 'w') as f:
+      json.dump(report, f)
+  table = _python('-m', 'benchmarks.alternatives',
+                  '--table_from=' + ','.join(paths)).splitlines()
+  rows = {line.split(' | ')[1]: line.split(' | ') for line in table
+          if line.startswith('| ') and ' --- ' not in line}
+  assert rows['alternative'][5:] == [
+      'CartPole steps to 475', 'CartPole final', 'Pendulum steps to -200',
+      'Pendulum final |']
+  assert rows['baseline'][5:] == ['3500 (2/2)', '500.0', '3000 (1/1)',
+                                  '-145.1 |']
+  assert rows['dyna'][5:] == ['= baseline', '= baseline', '4000 (1/1)',
+                              '-160.0 |']
+  assert rows['dyna_positive'][5:] == ['– (0/2)', '250.5', '= dyna',
+                                       '= dyna |']
+  # A row only one report has: the other env is 'not run'; a refusal
+  # points to its message under the table.
+  assert rows['uncertainty'][5:7] == ['not run', 'not run']
+  assert rows['uncertainty'][7] == 'refused [2]'
+  assert '[2] Config keys a and b conflict.' in table
