@@ -191,6 +191,50 @@ def test_compiled_train_traces_once(jit_agent):
   assert all(np.isfinite(losses))
 
 
+def test_compile_train_changes_nothing_and_is_not_retraced():
+  """compile_train: every variable back bit for bit, and the next steps
+  equal those of an agent that never called it (same init, same batches),
+  with one trace of `train` in all."""
+  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+                 discrete=True)
+  overrides = list(SMALL_OVERRIDES) + [
+      'run.jit=true', 'world_model.target=ema', 'acting.uncertainty=true',
+      'imagination.mode=dyna'] + [f'{key}.layers=1' for key in (
+          'encoder', 'dynamics', 'heads.reward', 'heads.continue',
+          'heads.decoder', 'actor', 'critic')]
+  compiled, plain = _agent(overrides, spec), _agent(overrides, spec)
+  learner = compiled.learner
+  state = learner.state_variables()
+  # It covers the models, the optimizers and the learner's own state.
+  ids = {id(v) for v in state}
+  for part in (compiled.world_model, compiled.actor, compiled.critic,
+               compiled.slow_critic, learner.target.model,
+               *learner.layout.optimizers.values()):
+    assert all(id(v.value) in ids for v in part.variables), part.name
+  for variable in (learner.return_scale, learner.train_steps,
+                   learner.uncertainty_calibration.threshold):
+    assert id(variable) in ids
+  before = [v.numpy().copy() for v in state]
+  rng = np.random.default_rng(4)
+  batch = make_batch(spec, rng, 4, 8)
+  learner.compile_train({k: tf.zeros_like(v) for k, v in batch.items()})
+  assert learner.train.experimental_get_tracing_count() == 1
+  for variable, value in zip(state, before):
+    np.testing.assert_array_equal(variable.numpy(), value, variable.name)
+
+  seeds = [tf.constant([3, 4]), tf.constant([5, 6])]
+  batches = [batch, make_batch(spec, rng, 4, 8)]
+  got = [learner.train(b, s) for b, s in zip(batches, seeds)]
+  want = [plain.learner.train(b, s) for b, s in zip(batches, seeds)]
+  for g, w in zip(got, want):
+    assert set(g) == set(w)
+    for name in g:
+      np.testing.assert_array_equal(g[name].numpy(), w[name].numpy(), name)
+  for a, b in zip(state, plain.learner.state_variables()):
+    np.testing.assert_array_equal(a.numpy(), b.numpy(), a.name)
+  assert learner.train.experimental_get_tracing_count() == 1
+
+
 def test_policy_act_traces_once_across_batch_sizes(jit_agent):
   agent, spec = jit_agent
   policy = agent.policy

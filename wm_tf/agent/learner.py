@@ -39,6 +39,7 @@ import dataclasses
 import warnings
 from typing import Callable, Dict, Optional
 
+import keras
 import tensorflow as tf
 
 from wm_tf import losses, quantiles, replicas
@@ -186,6 +187,41 @@ class Learner(tf.Module):
       self.target.model.dynamics(flat, action)
     self.target.initialize()
     self.layout.build(self._groups())
+
+  def state_variables(self) -> list:
+    """Every variable an update can change: the models', the optimizers'
+    (moments, step counts) and the learner's own (return scale, counters,
+    target model, uncertainty calibration), as the tf.Variables that the
+    compiled functions read (Keras 3 variables are unwrapped)."""
+    found, seen = [], set()
+    for item in tf.train.TrackableView(self).descendants():
+      variable = item.value if isinstance(item, keras.Variable) else item
+      if isinstance(variable, tf.Variable) and id(variable) not in seen:
+        seen.add(id(variable))
+        found.append(variable)
+    return found
+
+  def compile_train(self, batch: Dict[str, tf.Tensor]) -> None:
+    """Compiles `train` for batches shaped as `batch`, changing nothing.
+
+    Runs `train(batch, seed [0, 0])` once, then puts every variable of
+    `state_variables` back as it was, so the next `train` call, on a batch
+    of the same shapes and dtypes, finds the program compiled and trains
+    exactly as without this call. A trainer whose warmup updates the
+    world model alone first calls it before that: XLA compiling the full
+    step while the world-model step's program is resident peaked about
+    150 MiB higher (CartPole: 1,919 against 1,775 MiB).
+    Single device only (a strategy's batch must be distributed).
+    """
+    if self.strategy is not None:
+      raise ValueError('compile_train runs on one device only.')
+    variables = self.state_variables()
+    saved = [v.numpy() for v in variables]
+    outputs = self.train(batch, tf.zeros([2], tf.int32))
+    for value in tf.nest.flatten(outputs):
+      value.numpy()  # the step has finished before its effects are undone
+    for variable, value in zip(variables, saved):
+      variable.assign(value)
 
   def update_function(self, world_model: bool, actor: bool, critic: bool
                       ) -> Callable:

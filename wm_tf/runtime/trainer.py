@@ -23,7 +23,7 @@ import tensorflow as tf
 import tqdm
 
 from wm_tf import config as config_lib
-from wm_tf.agent.builder import Agent, build_agent
+from wm_tf.agent.builder import Agent, build_agent, example_batch
 from wm_tf.runtime import checkpoints as checkpoints_lib
 from wm_tf.runtime import collector as collector_lib
 from wm_tf.runtime import distribution
@@ -142,6 +142,7 @@ class Trainer:
     self._last_batch: Optional[Dict[str, np.ndarray]] = None
     self._actions: List[np.ndarray] = []  # env actions since the histogram
     self._profiling = False
+    self._compile_train_first = self.strategy is None and config.run.jit
     self.resumed_from: Optional[checkpoints_lib.Restored] = None
     self.reloaded_steps = self._resume()
     self._last_saved = self.train_steps if self.resumed_from else None
@@ -219,6 +220,12 @@ class Trainer:
 
   def _update(self, averager: ScalarAverager) -> None:
     start = time.perf_counter()
+    if self._compile_train_first:
+      # The full step compiles before any other update program exists,
+      # which lowers the run's peak memory (Learner.compile_train).
+      self._compile_train_first = False
+      self.agent.learner.compile_train(example_batch(
+          self.spec, self.batch_size, self.config.replay.sequence_length))
     # The warmup schedule (config `warmup`) decides what this step updates.
     metrics = self.agent.warmup.update(self.agent.learner, self._batch,
                                        self._seed, self.env_steps)
