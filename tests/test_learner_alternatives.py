@@ -454,6 +454,8 @@ def test_world_model_update_calibrates_the_acting_threshold(eager):
                              rtol=1e-5)
   np.testing.assert_allclose(float(metrics['learner/uncertainty_threshold']),
                              want, rtol=1e-5)
+  np.testing.assert_allclose(float(metrics['learner/uncertain_fraction']),
+                             np.mean(u[valid] > want), rtol=1e-6)
   # Acting on the batch's own states flags about 1 - q of them.
   flat = tf.reshape(latent[:, :-1], [-1, latent.shape[-1]])
   actions = tf.reshape(batch['action'][:, :-1], [flat.shape[0], -1])

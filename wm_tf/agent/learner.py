@@ -300,8 +300,7 @@ class Learner(tf.Module):
       if 'world_model' in stage:
         self.target.update()
         if self.uncertainty_calibration is not None:
-          metrics['learner/uncertainty_threshold'] = (
-              self._calibrate_uncertainty(batch, latent))
+          metrics.update(self._calibrate_uncertainty(batch, latent))
       if 'critic' in stage:
         self._update_slow_critic()
     self.train_steps.assign_add(1)
@@ -313,14 +312,22 @@ class Learner(tf.Module):
     """Feeds u(s_t, a_t) of the batch's real transitions to the calibration.
 
     latent [B, T, D]; a_t = batch['action'][:, t] was taken in s_t where
-    the transition t -> t+1 is real (not is_first_{t+1}).
+    the transition t -> t+1 is real (not is_first_{t+1}). Returns the
+    metrics: the new threshold, and the fraction of those transitions
+    whose u exceeds it (near 1 - quantile while the model's std is
+    steady; lower while it falls, as the running threshold lags).
     """
     states = tf.stop_gradient(latent[:, :-1])
     actions = tf.cast(batch['action'], tf.float32)[:, :-1]
     valid = tf.logical_not(tf.cast(batch['is_first'], tf.bool)[:, 1:])
     uncertainty = policy_lib.next_state_uncertainty(
         self.world_model, states, actions)
-    return self.uncertainty_calibration.update(uncertainty, valid)
+    threshold = self.uncertainty_calibration.update(uncertainty, valid)
+    above = tf.cast(tf.logical_and(valid, uncertainty > threshold),
+                    tf.float32)
+    return {'learner/uncertainty_threshold': threshold,
+            'learner/uncertain_fraction': losses.masked_mean(
+                above, tf.cast(valid, tf.float32))}
 
   def _actor_critic_losses_from_batch(self, batch, latent, seed, metrics):
     """Actor and critic losses, imagining from every latent of the batch.
