@@ -87,6 +87,7 @@ class UncertaintyCalibration(tf.Module):
     rank = skipped + tf.cast(
         self.quantile * tf.cast(tf.maximum(count - 1, 0), tf.float32),
         tf.int32)
+    rank = tf.minimum(rank, tf.size(flat) - 1)  # no valid entry: the last
     return quantiles.order_statistics(flat, rank[None])[0]
 
   def update(self, uncertainty: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
