@@ -192,13 +192,22 @@ class Learner(tf.Module):
     """Every variable an update can change: the models', the optimizers'
     (moments, step counts) and the learner's own (return scale, counters,
     target model, uncertainty calibration), as the tf.Variables that the
-    compiled functions read (Keras 3 variables are unwrapped)."""
+    compiled functions read (Keras 3 variables are unwrapped).
+
+    The object graph misses variables of layers that Keras keeps in plain
+    lists (an ensemble's members), so every Keras layer met also adds its
+    own variable list, as the trainer's checkpoint does.
+    """
     found, seen = [], set()
     for item in tf.train.TrackableView(self).descendants():
-      variable = item.value if isinstance(item, keras.Variable) else item
-      if isinstance(variable, tf.Variable) and id(variable) not in seen:
-        seen.add(id(variable))
-        found.append(variable)
+      items = item.variables if isinstance(item, keras.layers.Layer) else [
+          item]
+      for variable in items:
+        if isinstance(variable, keras.Variable):
+          variable = variable.value
+        if isinstance(variable, tf.Variable) and id(variable) not in seen:
+          seen.add(id(variable))
+          found.append(variable)
     return found
 
   def compile_train(self, batch: Dict[str, tf.Tensor]) -> None:
