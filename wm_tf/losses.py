@@ -78,7 +78,7 @@ ADVANTAGE_WEIGHTINGS = ('signed', 'positive')
 def advantage_weighted_nll(log_prob: tf.Tensor, advantage: tf.Tensor,
                            entropy: tf.Tensor, weights: tf.Tensor,
                            entropy_scale: float,
-                           weighting: str = 'signed') -> tf.Tensor:
+                           weighting: str) -> tf.Tensor:
   """Off-policy actor loss on logged actions: a weighted likelihood.
 
     loss = -mean(weights * (log_prob * g(advantage) + entropy_scale * entropy))
