@@ -1,12 +1,12 @@
-"""wm_tf/components/layer_norm.py against keras.layers.LayerNormalization
-and a float64 NumPy reference."""
+"""wm_tf/components/layer_norm.py against keras.layers.LayerNormalization,
+a float64 NumPy reference and finite differences of it."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from wm_tf.components.layer_norm import LayerNorm
+from wm_tf.components.layer_norm import LayerNorm, layer_norm
 
 
 def _numpy_layer_norm(x, gamma, beta, epsilon):
@@ -43,6 +43,43 @@ def test_layer_norm_matches_numpy_and_keras_with_gradients(shape):
   for ours_grad, keras_grad in zip(*grads):
     np.testing.assert_allclose(ours_grad.numpy(), keras_grad.numpy(),
                                rtol=1e-4, atol=1e-4)
+
+
+def test_written_out_gradient_matches_finite_differences_under_xla():
+  """The custom gradient of `layer_norm`, compiled with XLA, against
+  central differences of the float64 NumPy forward pass."""
+  rng = np.random.default_rng(1)
+  x = rng.normal(1.0, 3.0, size=(2, 3, 8))
+  gamma = rng.normal(size=8)
+  beta = rng.normal(size=8)
+  upstream = rng.normal(size=(2, 3, 8))
+
+  @tf.function(jit_compile=True)
+  def gradients(x, gamma, beta):
+    with tf.GradientTape() as tape:
+      tape.watch([x, gamma, beta])
+      loss = tf.reduce_sum(layer_norm(x, gamma, beta, 1e-3) * upstream)
+    return tape.gradient(loss, [x, gamma, beta])
+
+  ours = gradients(*(tf.constant(v, tf.float32) for v in (x, gamma, beta)))
+
+  def loss(x, gamma, beta):
+    return np.sum(_numpy_layer_norm(x, gamma, beta, 1e-3) * upstream)
+
+  step = 1e-6
+  for index, value in enumerate((x, gamma, beta)):
+    expected = np.zeros_like(value)
+    for position in np.ndindex(value.shape):
+      args = [x, gamma, beta]
+      plus, minus = value.copy(), value.copy()
+      plus[position] += step
+      minus[position] -= step
+      args[index] = plus
+      high = loss(*args)
+      args[index] = minus
+      expected[position] = (high - loss(*args)) / (2 * step)
+    np.testing.assert_allclose(ours[index].numpy(), expected, rtol=1e-3,
+                               atol=1e-3)
 
 
 def test_layer_norm_compiles_and_keeps_the_compute_dtype():
