@@ -432,6 +432,17 @@ def test_uncertainty_calibration_is_a_running_numpy_quantile():
   np.testing.assert_allclose(float(calibration.threshold), want, rtol=1e-6)
   with pytest.raises(ValueError, match=r'allowed: a number in \(0, 1\)'):
     UncertaintyCalibration(1.0)
+  with pytest.raises(ValueError, match=r'allowed: a number in \[0, 1\)'):
+    UncertaintyCalibration(0.9, decay=1.0)
+
+
+def test_uncertainty_decay_comes_from_the_config():
+  agent = _agent(['acting.uncertainty=true', 'acting.uncertainty_decay=0.5'],
+                 CARTPOLE)
+  assert agent.learner.uncertainty_calibration.decay == 0.5
+  with pytest.raises(ConfigError, match='acting.uncertainty_decay'):
+    _agent(['acting.uncertainty=true', 'acting.uncertainty_decay=1'],
+           CARTPOLE)
 
 
 def test_world_model_update_calibrates_the_acting_threshold(eager):

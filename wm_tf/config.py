@@ -277,6 +277,11 @@ class ActingConfig:
   # flagged no step after the first 1,000 env steps on either env).
   uncertainty_reference: Literal['quantile', 'absolute'] = 'quantile'
   uncertainty_quantile: float = 0.95  # 'quantile': of u over replayed steps
+  # 'quantile': weight of the running threshold at each world-model update
+  # (threshold <- decay * threshold + (1 - decay) * batch quantile). With
+  # 0.99 it follows about the last 100 updates, so it lags a std that falls
+  # as the model learns; lower values follow faster and move more.
+  uncertainty_decay: float = 0.99
   uncertainty_threshold: float = 0.5  # 'absolute': on u
   # 'mean_action': the actor's deterministic action; 'mpc': the planner's
   # first action (the `mpc` section).
@@ -424,6 +429,7 @@ _RANGES = (
     ('acting.uncertainty_threshold', lambda v: v > 0, 'a number > 0'),
     ('acting.uncertainty_quantile', lambda v: 0 < v < 1,
      'a number in (0, 1)'),
+    ('acting.uncertainty_decay', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
     ('replay.capacity', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.batch_size', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.sequence_length', lambda v: v >= 2, 'an integer >= 2'),

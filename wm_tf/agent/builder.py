@@ -210,7 +210,8 @@ def _build_agent(config: Config, spec: EnvSpec,
   acting = config.acting
   calibration = None
   if acting.uncertainty and acting.uncertainty_reference == 'quantile':
-    calibration = UncertaintyCalibration(acting.uncertainty_quantile)
+    calibration = UncertaintyCalibration(acting.uncertainty_quantile,
+                                         acting.uncertainty_decay)
   learner = Learner(world_model, actor, critic, slow_critic, settings,
                     _optimizer(opt.world_model), _optimizer(opt.actor),
                     _optimizer(opt.critic), jit_compile=config.run.jit,
