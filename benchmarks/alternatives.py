@@ -211,13 +211,14 @@ ALTERNATIVES = (
                 'reconstructs its own input)',
                 _fixed('representation_learner.type=mlp_autoencoder')),
     Alternative('representation_learner', 'vae',
-                'a smooth, regularised latent (KL to N(0, 1)), stochastic '
-                'states', _fixed('representation_learner.type=vae')),
-    Alternative('representation_learner', 'vae_beta_0.01',
-                "'vae' with beta 0.01: the KL, summed over the latent "
-                'dimensions, no longer outweighs the reconstruction',
+                'a smooth, regularised latent (KL to N(0, 1), beta 0.01), '
+                'stochastic states', _fixed('representation_learner.type=vae')),
+    Alternative('representation_learner', 'vae_beta_1',
+                "'vae' with beta 1: the KL, summed over the latent "
+                'dimensions, outweighs the likelihood and the posterior '
+                'collapses onto the prior',
                 _fixed('representation_learner.type=vae',
-                       'representation_learner.beta=0.01')),
+                       'representation_learner.beta=1.0')),
     Alternative('representation_learner', 'contrastive',
                 'observations full of detail the dynamics do not need (no '
                 'reconstruction)',

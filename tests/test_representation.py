@@ -671,6 +671,25 @@ def test_world_model_loss_falls_on_cartpole_like_batch(kind):
     assert after['vq_codes_used'] > 1
 
 
+def test_kl_weight_defaults_by_type_and_an_explicit_value_wins():
+  """representation_learner.beta left unset is 0.01 for 'vae' and 1.0 for
+  'rssm' (config.REPRESENTATION_BETA), in the config and in the built
+  learner; a given beta is kept, and the saved config round-trips."""
+  from wm_tf.config import load_config, to_dict, from_dict
+  for kind, want in (('vae', 0.01), ('rssm', 1.0)):
+    config = load_config(None, [f'representation_learner.type={kind}'])
+    assert config.representation_learner.beta == want
+    assert small_world_model(
+        [f'representation_learner.type={kind}']).representation.beta == want
+    given = load_config(None, [f'representation_learner.type={kind}',
+                               'representation_learner.beta=0.3'])
+    assert given.representation_learner.beta == 0.3
+    assert from_dict(to_dict(config)).representation_learner.beta == want
+  with pytest.raises(ConfigError, match='representation_learner.beta'):
+    load_config(None, ['representation_learner.type=vae',
+                       'representation_learner.beta=-1'])
+
+
 def test_rssm_settings_reach_the_representation_from_the_config():
   world_model = small_world_model([
       'representation_learner.type=rssm', 'representation_learner.kl_balance=0.3',

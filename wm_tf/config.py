@@ -92,7 +92,11 @@ class RepresentationConfig:
   layers: int = 1
   activation: str = 'silu'
   aux_scale: float = 1.0  # weight of the mlp_autoencoder / contrastive loss
-  beta: float = 1.0  # 'vae', 'rssm': weight of the KL term
+  # 'vae', 'rssm': weight of the KL term. Unset (null): by type, from
+  # REPRESENTATION_BETA (other types ignore it): 'vae' 0.01 (with 1.0 its posterior collapsed onto
+  # the prior on CartPole and Pendulum: the KL is summed over latent_dim
+  # dimensions and outweighed the likelihood), 'rssm' 1.0.
+  beta: Optional[float] = None
   temperature: float = 0.1  # 'contrastive': InfoNCE softmax temperature
   projection_dim: int = 32  # 'contrastive': size of the projections
   codebook_size: int = 64  # 'vq': codes in each group's codebook
@@ -394,7 +398,8 @@ _RANGES = (
     ('dynamics.members', lambda v: v >= 2, 'an integer >= 2'),
     ('dynamics.components', lambda v: v >= 2, 'an integer >= 2'),
     ('representation_learner.aux_scale', lambda v: v >= 0, 'a number >= 0'),
-    ('representation_learner.beta', lambda v: v >= 0, 'a number >= 0'),
+    ('representation_learner.beta', lambda v: v is None or v >= 0,
+     'a number >= 0 (or null: by type)'),
     ('representation_learner.temperature', lambda v: v > 0, 'a number > 0'),
     ('representation_learner.projection_dim', lambda v: v >= 1,
      'an integer >= 1'),
@@ -769,9 +774,22 @@ def _check_world_model_options(config: Config, data: dict) -> None:
         "'gaussian' with a learned std.")
 
 
+# representation_learner.beta when the config leaves it unset, by type
+# (the other types have no KL term: theirs stays unset).
+REPRESENTATION_BETA = {'vae': 0.01, 'rssm': 1.0}
+
+
+def _fill_defaults_by_type(config: Config) -> None:
+  """Sets the keys whose default depends on a `type`, if left unset."""
+  rep = config.representation_learner
+  if rep.beta is None and rep.type in REPRESENTATION_BETA:
+    rep.beta = REPRESENTATION_BETA[rep.type]
+
+
 def from_dict(data: dict) -> Config:
   """Validates a plain dict (YAML names) into a `Config`."""
   config = _build(Config, data, '')
+  _fill_defaults_by_type(config)
   _check_ranges(config)
   _check_world_model_options(config, data)
   return config

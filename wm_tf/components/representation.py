@@ -198,11 +198,12 @@ class VAERepresentation(RepresentationLearner):
   likelihood. On CartPole (4 dims, D = 32) beta 1 collapsed the posterior
   onto the prior (KL 0.03 nats, std 0.999 after 5000 env steps; eval return
   9.0 with `configs/cartpole.yaml`, 12.7 with pure imagination); beta 0.01
-  learned (278 and 500; KL about 100 nats, std 0.05).
+  learned (278 and 500; KL about 100 nats, std 0.05), so it is the
+  default here and in the config (`config.REPRESENTATION_BETA`).
   """
 
   def __init__(self, latent_dim: int = 64, units: int = 256, layers: int = 1,
-               activation: str = 'silu', beta: float = 1.0, **kwargs):
+               activation: str = 'silu', beta: float = 0.01, **kwargs):
     super().__init__(**kwargs)
     self.latent_dim = latent_dim
     self.beta = beta
