@@ -6,6 +6,8 @@ r"""Design alternatives, one change at a time from each environment's config.
       --envs=cartpole --seeds=2 --budget=5000 --parallel=2
   python -m benchmarks.alternatives \
       --table_from=results/a_cartpole.json,results/a_pendulum.json
+  python -m benchmarks.alternatives --envs=cartpole --existing_only \
+      --timing_from=results/alternatives_timing.json   # runs + timings
 
 Every alternative of every family (`ALTERNATIVES`: representation learners,
 dynamics models, return estimators, imagination modes, symlog, warmup
@@ -127,6 +129,10 @@ flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for every '
 flags.DEFINE_list('table_from', [], 'Run nothing: print the markdown table '
                   'of these report JSONs (e.g. one per environment), merged '
                   'into one row per alternative.')
+flags.DEFINE_string('timing_from', None, 'Time nothing: take the timings '
+                    "of --envs from this earlier report's JSON (e.g. a "
+                    '--timing_only run), to report them beside learning '
+                    'runs made apart from it.')
 flags.DEFINE_string('worker', None, 'Internal: run the timing tasks of this '
                     'JSON file.')
 FLAGS = flags.FLAGS
@@ -672,6 +678,27 @@ def run_timing(tasks: List[List[str]], output: str, parallel: int,
   return results
 
 
+def timings_of_report(report: Dict, envs: Sequence[str],
+                      names: Sequence[str]) -> Dict[tuple, Dict]:
+  """The timing records of an earlier report, keyed (env, label) as
+  `run_timing` returns them, for the given envs and alternatives."""
+  missing = [e for e in envs if e not in report['meta']['envs']]
+  if missing:
+    raise app.UsageError(f'--timing_from: the report has no env {missing}; '
+                         f'it has {report["meta"]["envs"]}.')
+  timings = {}
+  for row in report['alternatives']:
+    if row['alternative'] not in names:
+      continue
+    for env in envs:
+      entry = row['envs'].get(env) or {}
+      if 'timing' in entry:
+        timings[(env, row['alternative'])] = entry['timing']
+      if 'timing_repeat' in entry:
+        timings[(env, 'baseline (repeat)')] = entry['timing_repeat']
+  return timings
+
+
 # ----------------------------------------------------------------------------
 # Learning runs.
 # ----------------------------------------------------------------------------
@@ -1014,7 +1041,11 @@ def main(argv):
 
   timings: Dict[tuple, Dict] = {}
   load_start = os.getloadavg()
-  if FLAGS.timing:
+  if FLAGS.timing_from:
+    with open(FLAGS.timing_from) as f:
+      timings = timings_of_report(json.load(f), FLAGS.envs,
+                                  [a.name for a in chosen])
+  elif FLAGS.timing:
     tasks = []
     for env in FLAGS.envs:
       tasks += [[env, a.name, a.name] for a in chosen
@@ -1092,7 +1123,9 @@ def main(argv):
           'thresholds': {e: env_info(e).threshold for e in FLAGS.envs},
           'budgets': None if FLAGS.timing_only else budgets,
           'seeds': None if FLAGS.timing_only else FLAGS.seeds,
-          'timing_steps': FLAGS.timing_steps if FLAGS.timing else None,
+          'timing_steps': (FLAGS.timing_steps if FLAGS.timing
+                           and not FLAGS.timing_from else None),
+          'timing_from': FLAGS.timing_from,
           'timing_jit': ('config' if FLAGS.timing_jit is None
                          else FLAGS.timing_jit),
           'timing_paired': FLAGS.paired,

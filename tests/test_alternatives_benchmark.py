@@ -109,3 +109,48 @@ def test_table_from_merges_reports_by_alternative(tmp_path):
   assert rows['uncertainty'][5:7] == ['not run', 'not run']
   assert rows['uncertainty'][7] == 'refused [2]'
   assert '[2] Config keys a and b conflict.' in table
+
+
+def _timing(ms, ratio):
+  return {'env': 'cartpole', 'status': 'ok', 'message': '',
+          'ms_per_train_step': {'median': ms, 'relative_iqr': 0.02},
+          'ms_per_act_step': {'median': ms / 100, 'relative_iqr': 0.03},
+          'train_ratio_to_baseline': ratio, 'act_ratio_to_baseline': ratio,
+          'load_before': [1.0, 1.0, 1.0], 'load_after': [1.2, 1.0, 1.0]}
+
+
+def test_timing_from_reports_an_earlier_runs_timings(tmp_path):
+  """--timing_from: the ms columns come from a --timing_only report of both
+  envs, for the env asked for only; an env it lacks is refused by name."""
+  timing_report = {
+      'meta': {'envs': ['cartpole', 'pendulum']}, 'noise': None,
+      'alternatives': [
+          {'family': 'baseline', 'alternative': 'baseline', 'when': 'w',
+           'envs': {'cartpole': {'status': 'ok', 'timing': _timing(40.0, 1.0),
+                                 'timing_repeat': _timing(41.0, 1.01)},
+                    'pendulum': {'status': 'ok',
+                                 'timing': _timing(90.0, 1.0)}}},
+          {'family': 'imagination', 'alternative': 'dyna_positive',
+           'when': 'w', 'envs': {'cartpole': {
+               'status': 'ok', 'timing': _timing(52.0, 1.3)}}}]}
+  path = tmp_path / 'timing.json'
+  path.write_text(json.dumps(timing_report))
+  out = _python('-m', 'benchmarks.alternatives', '--envs=cartpole',
+                '--only=baseline,dyna_positive', '--existing_only',
+                f'--timing_from={path}', f'--output={tmp_path}', '--name=r')
+  rows = {line.split(' | ')[1]: line.split(' | ') for line in out.splitlines()
+          if line.startswith('| ') and ' --- ' not in line}
+  assert rows['baseline'][3:5] == ['40 (x1.00)', '0.4 (x1.00)']
+  assert rows['dyna_positive'][3:5] == ['52 (x1.30)', '0.5 (x1.30)']
+  report = json.loads((tmp_path / 'r.json').read_text())
+  baseline = report['alternatives'][0]['envs']['cartpole']
+  assert baseline['timing_repeat']['ms_per_train_step']['median'] == 41.0
+  assert report['meta']['timing_from'] == str(path)
+  timing_report['meta']['envs'] = ['pendulum']
+  path.write_text(json.dumps(timing_report))
+  done = subprocess.run(
+      [sys.executable, '-m', 'benchmarks.alternatives', '--envs=cartpole',
+       '--existing_only', f'--timing_from={path}', f'--output={tmp_path}'],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert done.returncode != 0
+  assert "the report has no env ['cartpole']" in done.stderr
