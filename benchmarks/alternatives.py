@@ -61,6 +61,11 @@ is), and '(k/n)' says how many of the n seeds reached it.
 
 Timing workers are subprocesses that each build many agents in turn (a
 crash, such as an XLA compiler abort, loses one alternative, not the run).
+A worker times at most --timing_tasks_per_worker alternatives, then a new
+one takes the rest: every compiled program keeps its memory mappings, and
+one worker timing all 31 CartPole alternatives ran out of them
+(vm.max_map_count, 65,530 here; LLVM then fails with 'Cannot allocate
+memory') when it compiled the Pendulum baseline.
 With --parallel > 1 several workers share the cores, which inflates every
 ms figure: use --parallel=1 for numbers to compare with other machines.
 """
@@ -129,6 +134,9 @@ flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for every '
 flags.DEFINE_list('table_from', [], 'Run nothing: print the markdown table '
                   'of these report JSONs (e.g. one per environment), merged '
                   'into one row per alternative.')
+flags.DEFINE_integer('timing_tasks_per_worker', 12, 'Alternatives one '
+                     'timing worker process times before a new one takes '
+                     'over (see the module doc).')
 flags.DEFINE_string('timing_from', None, 'Time nothing: take the timings '
                     "of --envs from this earlier report's JSON (e.g. a "
                     '--timing_only run), to report them beside learning '
@@ -612,12 +620,14 @@ def _tail(path: str, lines: int = 5) -> str:
 
 def run_timing(tasks: List[List[str]], output: str, parallel: int,
                extra: Sequence[str], steps: int, warmup_steps: int,
-               jit: Optional[bool], paired: bool) -> Dict[tuple, Dict]:
+               jit: Optional[bool], paired: bool,
+               tasks_per_worker: int = 12) -> Dict[tuple, Dict]:
   """Times (env, alternative, label) tasks in worker subprocesses.
 
-  Tasks are dealt round-robin to `parallel` workers. A worker that dies
-  loses the task it was on (reported as 'crashed' with its log's tail);
-  the tasks after it go to new workers.
+  Tasks are dealt round-robin to `parallel` workers, each given at most
+  `tasks_per_worker`; the rest go to the next round of workers. A worker
+  that dies loses the task it was on (reported as 'crashed' with its log's
+  tail); the tasks after it go to new workers.
   """
   work = os.path.join(output, 'timing')
   os.makedirs(work, exist_ok=True)
@@ -628,6 +638,8 @@ def run_timing(tasks: List[List[str]], output: str, parallel: int,
         f'worker(s); progress in {work}/worker*.log', flush=True)
   while pending:
     workers = []
+    later = pending[parallel * tasks_per_worker:]
+    pending = pending[:parallel * tasks_per_worker]
     for i in range(min(parallel, len(pending))):
       mine = pending[i::parallel]
       stem = os.path.join(work, f'worker{attempt}-{i}')
@@ -674,6 +686,7 @@ def run_timing(tasks: List[List[str]], output: str, parallel: int,
             shown += (f'; x{r["train_ratio_to_baseline"]:.2f} / '
                       f'x{r["act_ratio_to_baseline"]:.2f} of the baseline')
           print(f'timed {env} {label}: {shown}', flush=True)
+    pending += later
     attempt += 1
   return results
 
@@ -1018,8 +1031,9 @@ def main(argv):
         reports.append(json.load(f))
     print(markdown_table(merge_reports(reports)))
     return
-  if FLAGS.parallel < 1 or FLAGS.seeds < 1:
-    raise app.UsageError('--parallel and --seeds must be >= 1.')
+  if min(FLAGS.parallel, FLAGS.seeds, FLAGS.timing_tasks_per_worker) < 1:
+    raise app.UsageError('--parallel, --seeds and --timing_tasks_per_worker '
+                         'must be >= 1.')
   chosen = [a for a in ALTERNATIVES if not FLAGS.only or a.name in FLAGS.only]
   name = FLAGS.name or ('alternatives_timing' if FLAGS.timing_only
                         else 'alternatives')
@@ -1056,7 +1070,8 @@ def main(argv):
     started = time.time()
     timings = run_timing(tasks, output, FLAGS.parallel, extra,
                          FLAGS.timing_steps, FLAGS.timing_warmup_steps,
-                         FLAGS.timing_jit, FLAGS.paired)
+                         FLAGS.timing_jit, FLAGS.paired,
+                         FLAGS.timing_tasks_per_worker)
     print(f'timing: {len(tasks)} tasks in {time.time() - started:.0f} s',
           flush=True)
 

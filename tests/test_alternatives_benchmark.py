@@ -154,3 +154,32 @@ def test_timing_from_reports_an_earlier_runs_timings(tmp_path):
       cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert done.returncode != 0
   assert "the report has no env ['cartpole']" in done.stderr
+
+
+RECYCLE = """
+import json, os, sys
+from benchmarks import alternatives
+output = sys.argv[1]
+tasks = [['pendulum', 'deterministic', f'deterministic {i}'] for i in range(5)]
+results = alternatives.run_timing(tasks, output, 1, (), 1, 0, None, False,
+                                  tasks_per_worker=2)
+given = {}
+for name in sorted(os.listdir(os.path.join(output, 'timing'))):
+  if name.endswith('.json'):
+    with open(os.path.join(output, 'timing', name)) as f:
+      given[name] = [t[2] for t in json.load(f)['tasks']]
+print(json.dumps({'given': given,
+                  'status': {k[1]: r['status'] for k, r in results.items()}}))
+"""
+
+
+def test_timing_workers_are_recycled_after_tasks_per_worker(tmp_path):
+  """Each worker process times at most tasks_per_worker alternatives (the
+  compiled programs of one process exhaust its memory mappings); every task
+  is still timed once, in order. Refused alternatives keep this cheap."""
+  out = json.loads(_python('-c', RECYCLE, str(tmp_path)).splitlines()[-1])
+  assert out['given'] == {
+      'worker0-0.json': ['deterministic 0', 'deterministic 1'],
+      'worker1-0.json': ['deterministic 2', 'deterministic 3'],
+      'worker2-0.json': ['deterministic 4']}
+  assert out['status'] == {f'deterministic {i}': 'refused' for i in range(5)}
