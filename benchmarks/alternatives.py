@@ -137,10 +137,11 @@ flags.DEFINE_list('table_from', [], 'Run nothing: print the markdown table '
 flags.DEFINE_integer('timing_tasks_per_worker', 12, 'Alternatives one '
                      'timing worker process times before a new one takes '
                      'over (see the module doc).')
-flags.DEFINE_string('timing_from', None, 'Time nothing: take the timings '
-                    "of --envs from this earlier report's JSON (e.g. a "
-                    '--timing_only run), to report them beside learning '
-                    'runs made apart from it.')
+flags.DEFINE_list('timing_from', [], 'Time nothing: take the timings of '
+                  "--envs from these earlier reports' JSON (e.g. --timing_only "
+                  'runs; a later report replaces what an earlier one has for '
+                  'the same alternative), to report them beside learning '
+                  'runs made apart from them.')
 flags.DEFINE_string('worker', None, 'Internal: run the timing tasks of this '
                     'JSON file.')
 FLAGS = flags.FLAGS
@@ -1056,9 +1057,10 @@ def main(argv):
   timings: Dict[tuple, Dict] = {}
   load_start = os.getloadavg()
   if FLAGS.timing_from:
-    with open(FLAGS.timing_from) as f:
-      timings = timings_of_report(json.load(f), FLAGS.envs,
-                                  [a.name for a in chosen])
+    for path in FLAGS.timing_from:
+      with open(path) as f:
+        timings.update(timings_of_report(json.load(f), FLAGS.envs,
+                                         [a.name for a in chosen]))
   elif FLAGS.timing:
     tasks = []
     for env in FLAGS.envs:

@@ -120,8 +120,9 @@ def _timing(ms, ratio):
 
 
 def test_timing_from_reports_an_earlier_runs_timings(tmp_path):
-  """--timing_from: the ms columns come from a --timing_only report of both
-  envs, for the env asked for only; an env it lacks is refused by name."""
+  """--timing_from: the ms columns come from --timing_only reports (here
+  one of both envs, then one that times the baseline again), for the env
+  asked for only; a report without that env is refused by name."""
   timing_report = {
       'meta': {'envs': ['cartpole', 'pendulum']}, 'noise': None,
       'alternatives': [
@@ -135,17 +136,25 @@ def test_timing_from_reports_an_earlier_runs_timings(tmp_path):
                'status': 'ok', 'timing': _timing(52.0, 1.3)}}}]}
   path = tmp_path / 'timing.json'
   path.write_text(json.dumps(timing_report))
+  # A second report, timing one alternative again: it replaces the first's.
+  again = tmp_path / 'again.json'
+  again.write_text(json.dumps({
+      'meta': {'envs': ['cartpole']}, 'noise': None, 'alternatives': [
+          {'family': 'baseline', 'alternative': 'baseline', 'when': 'w',
+           'envs': {'cartpole': {'status': 'ok',
+                                 'timing': _timing(38.0, 1.0)}}}]}))
   out = _python('-m', 'benchmarks.alternatives', '--envs=cartpole',
                 '--only=baseline,dyna_positive', '--existing_only',
-                f'--timing_from={path}', f'--output={tmp_path}', '--name=r')
+                f'--timing_from={path},{again}', f'--output={tmp_path}',
+                '--name=r')
   rows = {line.split(' | ')[1]: line.split(' | ') for line in out.splitlines()
           if line.startswith('| ') and ' --- ' not in line}
-  assert rows['baseline'][3:5] == ['40 (x1.00)', '0.4 (x1.00)']
+  assert rows['baseline'][3:5] == ['38 (x1.00)', '0.4 (x1.00)']
   assert rows['dyna_positive'][3:5] == ['52 (x1.30)', '0.5 (x1.30)']
   report = json.loads((tmp_path / 'r.json').read_text())
   baseline = report['alternatives'][0]['envs']['cartpole']
   assert baseline['timing_repeat']['ms_per_train_step']['median'] == 41.0
-  assert report['meta']['timing_from'] == str(path)
+  assert report['meta']['timing_from'] == [str(path), str(again)]
   timing_report['meta']['envs'] = ['pendulum']
   path.write_text(json.dumps(timing_report))
   done = subprocess.run(
