@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 from wm_tf import losses
 from wm_tf.agent.imagination import imagine
@@ -671,7 +672,7 @@ def test_world_model_loss_falls_on_cartpole_like_batch(kind):
     assert after['vq_codes_used'] > 1
 
 
-def test_kl_weight_defaults_by_type_and_an_explicit_value_wins():
+def test_kl_weight_defaults_by_type_and_an_explicit_value_wins(tmp_path):
   """representation_learner.beta left unset is 0.01 for 'vae' and 1.0 for
   'rssm' (config.REPRESENTATION_BETA), in the config and in the built
   learner; a given beta is kept, and the saved config round-trips."""
@@ -688,6 +689,15 @@ def test_kl_weight_defaults_by_type_and_an_explicit_value_wins():
   with pytest.raises(ConfigError, match='representation_learner.beta'):
     load_config(None, ['representation_learner.type=vae',
                        'representation_learner.beta=-1'])
+  # Types without a KL term have none; a run saved when every type wrote
+  # beta: 1.0 still resumes with the config it was started with.
+  assert load_config(None, ['representation_learner.beta=1.0']
+                     ).representation_learner.beta is None
+  from wm_tf.runtime.checkpoints import check_saved_config
+  old = to_dict(load_config(None, []))
+  old['representation_learner']['beta'] = 1.0
+  (tmp_path / 'config.yaml').write_text(yaml.safe_dump(old))
+  assert check_saved_config(str(tmp_path), load_config(None, [])) == []
 
 
 def test_rssm_settings_reach_the_representation_from_the_config():

@@ -93,9 +93,10 @@ class RepresentationConfig:
   activation: str = 'silu'
   aux_scale: float = 1.0  # weight of the mlp_autoencoder / contrastive loss
   # 'vae', 'rssm': weight of the KL term. Unset (null): by type, from
-  # REPRESENTATION_BETA (other types ignore it): 'vae' 0.01 (with 1.0 its posterior collapsed onto
+  # REPRESENTATION_BETA: 'vae' 0.01 (with 1.0 its posterior collapsed onto
   # the prior on CartPole and Pendulum: the KL is summed over latent_dim
-  # dimensions and outweighed the likelihood), 'rssm' 1.0.
+  # dimensions and outweighed the likelihood), 'rssm' 1.0. The other types
+  # have no KL term: theirs is always null.
   beta: Optional[float] = None
   temperature: float = 0.1  # 'contrastive': InfoNCE softmax temperature
   projection_dim: int = 32  # 'contrastive': size of the projections
@@ -775,14 +776,21 @@ def _check_world_model_options(config: Config, data: dict) -> None:
 
 
 # representation_learner.beta when the config leaves it unset, by type
-# (the other types have no KL term: theirs stays unset).
+# (the other types have no KL term: theirs is null).
 REPRESENTATION_BETA = {'vae': 0.01, 'rssm': 1.0}
 
 
 def _fill_defaults_by_type(config: Config) -> None:
-  """Sets the keys whose default depends on a `type`, if left unset."""
+  """Sets the keys whose default depends on a `type`, if left unset.
+
+  A type without a KL term gets beta null whatever the file says, so that
+  the config.yaml of a run saved when beta defaulted to 1.0 for every type
+  still matches its config on resume.
+  """
   rep = config.representation_learner
-  if rep.beta is None and rep.type in REPRESENTATION_BETA:
+  if rep.type not in REPRESENTATION_BETA:
+    rep.beta = None
+  elif rep.beta is None:
     rep.beta = REPRESENTATION_BETA[rep.type]
 
 
