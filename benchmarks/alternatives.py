@@ -622,7 +622,7 @@ def _tail(path: str, lines: int = 5) -> str:
 def run_timing(tasks: List[List[str]], output: str, parallel: int,
                extra: Sequence[str], steps: int, warmup_steps: int,
                jit: Optional[bool], paired: bool,
-               tasks_per_worker: int = 12) -> Dict[tuple, Dict]:
+               tasks_per_worker: int) -> Dict[tuple, Dict]:
   """Times (env, alternative, label) tasks in worker subprocesses.
 
   Tasks are dealt round-robin to `parallel` workers, each given at most
