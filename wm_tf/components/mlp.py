@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 from wm_tf.components.layer_norm import LayerNorm
 
@@ -37,10 +38,18 @@ class MLP(keras.layers.Layer):
     self.activation = keras.activations.get(activation)
 
   def call(self, x):
+    if not self.num_layers:
+      return x
+    # The layers see one matrix [rows, features]: on XLA's CPU backend the
+    # gradients' sums over rows of a rank-3 tensor [B, T, D] become slow
+    # reduce-window thunks (4 ms where a matrix takes 0.3), and a matmul
+    # of a matrix needs no reshapes around it. Reshapes are free.
+    batch_shape = tf.shape(x)[:-1]
+    h = tf.reshape(x, [-1, x.shape[-1]])
     for i in range(self.num_layers):
-      x = self.activation(getattr(self, f'norm_{i}')(
-          getattr(self, f'dense_{i}')(x)))
-    return x
+      h = self.activation(getattr(self, f'norm_{i}')(
+          getattr(self, f'dense_{i}')(h)))
+    return tf.reshape(h, tf.concat([batch_shape, [self.units]], 0))
 
   def get_config(self):
     config = super().get_config()
