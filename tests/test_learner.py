@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import SMALL_OVERRIDES, make_batch
+from wm_tf import distributions
 from wm_tf.agent.builder import build_agent
 from wm_tf.config import load_config
 from wm_tf.runtime.environments import EnvSpec
@@ -369,3 +370,27 @@ def test_predict_continue_switches_imagined_discounts(
   assert float(loss['world_model/continue_nll']) > 1.0  # the head is used
   np.testing.assert_allclose(float(loss['world_model/loss']),
                              float(other_loss['world_model/loss']), rtol=1e-6)
+
+
+def _normal_algorithms(graph) -> set:
+  """The `alg` inputs of the graph's StatelessRandomNormalV2 ops, nested
+  function graphs included (1 Philox, 2 Threefry)."""
+  algorithms = set()
+  graphs = [graph] + list(getattr(graph, '_functions', {}).values())
+  for g in graphs:
+    g = getattr(g, 'graph', g)
+    for op in g.get_operations():
+      if op.type == 'StatelessRandomNormalV2':
+        algorithms.add(int(tf.get_static_value(op.inputs[3])))
+  return algorithms
+
+
+def test_compiled_train_draws_threefry(jit_agent):
+  """The XLA train step traces under `distributions.xla_sampling()`, which
+  it leaves when tracing ends."""
+  agent, spec = jit_agent
+  batch = make_batch(spec, np.random.default_rng(0))
+  seed = tf.constant([1, 2], tf.int32)
+  graph = agent.learner.train.get_concrete_function(batch, seed).graph
+  assert _normal_algorithms(graph) == {2}
+  assert distributions.sampling_algorithm() == 'philox'

@@ -42,7 +42,7 @@ from typing import Callable, Dict, Optional
 import keras
 import tensorflow as tf
 
-from wm_tf import losses, quantiles, replicas
+from wm_tf import distributions, losses, quantiles, replicas
 from wm_tf import returns as returns_lib
 from wm_tf.agent import policy as policy_lib
 from wm_tf.agent.imagination import BackpropMode, ImaginationMode, imagine
@@ -69,6 +69,17 @@ class ActorCriticSettings:
   slow_critic_fraction: float = 0.02
   sample_dynamics: bool = True
   unroll: bool = True  # imagination: unrolled, or a tf.while_loop
+
+
+def _with_xla_sampling(function: Callable) -> Callable:
+  """`function`, tracing under `distributions.xla_sampling()`: for bodies
+  of tf.functions that XLA always compiles."""
+
+  def traced(*args):
+    with distributions.xla_sampling():
+      return function(*args)
+
+  return traced
 
 
 def _finite(x: tf.Tensor) -> tf.Tensor:
@@ -260,7 +271,9 @@ class Learner(tf.Module):
     """
     strategy = self.strategy
     if strategy is None:
-      return tf.function(update, jit_compile=self._jit_compile)
+      if self._jit_compile:
+        return tf.function(_with_xla_sampling(update), jit_compile=True)
+      return tf.function(update, jit_compile=False)
 
     def replicated(*args):
       per_replica = strategy.run(update, args=args)
@@ -269,7 +282,8 @@ class Learner(tf.Module):
               for name, value in per_replica.items()}
 
     jit = self._jit_compile and strategy.num_replicas_in_sync == 1
-    return tf.function(replicated, jit_compile=jit)
+    return tf.function(_with_xla_sampling(replicated) if jit else replicated,
+                       jit_compile=jit)
 
   # -- one update of some parts ---------------------------------------------
 
