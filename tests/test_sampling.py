@@ -63,3 +63,32 @@ def test_context_is_restored_after_errors_and_nesting_and_per_thread():
       raise RuntimeError('leaves the context')
   assert seen == {'inside': 'threefry', 'other': 'philox'}
   assert distributions.sampling_algorithm() == 'philox'
+
+
+@pytest.mark.parametrize('dtype,minval,maxval', [(tf.float32, 0.0, None),
+                                                 (tf.float32, -2.0, 3.0),
+                                                 (tf.int32, 0, 5)])
+def test_uniform_uses_the_sampling_algorithm(dtype, minval, maxval):
+  def draw():
+    return distributions.uniform([4, 3], SEED, minval, maxval, dtype)
+
+  np.testing.assert_array_equal(draw(), tf.random.stateless_uniform(
+      [4, 3], SEED, minval, maxval, dtype, alg='philox'))
+
+  def draw_in_xla():
+    with distributions.xla_sampling():
+      return draw()
+
+  expected = tf.function(lambda: tf.random.stateless_uniform(
+      [4, 3], SEED, minval, maxval, dtype, alg='threefry'),
+                         jit_compile=True)()
+  np.testing.assert_array_equal(
+      tf.function(draw_in_xla, jit_compile=True)(), expected)
+
+
+def test_uniform_integers_cover_their_range_evenly():
+  x = distributions.uniform([60_000], SEED, 0, 6, tf.int32).numpy()
+  counts = np.bincount(x, minlength=6)
+  assert x.min() == 0 and x.max() == 5
+  # Each count ~ Binomial(60000, 1/6): standard deviation 91.
+  np.testing.assert_allclose(counts, 10_000, atol=400)

@@ -120,10 +120,10 @@ class Planner(tf.Module):
     """Uniform random sequences [N, S, H, A]."""
     shape = [n, self.samples, self.horizon]
     if self.discrete:
-      index = tf.random.stateless_uniform(
-          shape, seed, 0, self.action_dim, dtype=tf.int32)
+      index = distributions.uniform(shape, seed, 0, self.action_dim,
+                                    dtype=tf.int32)
       return tf.one_hot(index, self.action_dim)
-    u = tf.random.stateless_uniform(shape + [self.action_dim], seed)
+    u = distributions.uniform(shape + [self.action_dim], seed)
     return self.low + (self.high - self.low) * u
 
   def plan(self, start: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -173,7 +173,7 @@ class CrossEntropyMethod(Planner):
   def _sample_discrete(self, logits, seed):
     """One-hot samples [N, S, H, A] by the Gumbel-max trick."""
     n = tf.shape(logits)[0]
-    u = tf.random.stateless_uniform(
+    u = distributions.uniform(
         [n, self.samples, self.horizon, self.action_dim], seed,
         minval=1e-6, maxval=1.0 - 1e-6)
     gumbel = -tf.math.log(-tf.math.log(u))

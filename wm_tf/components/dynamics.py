@@ -279,8 +279,7 @@ def poisson_bootstrap_weights(shape, members: int, seed: tf.Tensor
   n of n with replacement for large n). Inverse-CDF sampling from one
   stateless uniform keeps it XLA-friendly.
   """
-  uniform = tf.random.stateless_uniform(
-      tf.concat([[members], shape], 0), seed=seed, dtype=tf.float32)
+  uniform = distributions.uniform(tf.concat([[members], shape], 0), seed)
   count = tf.zeros_like(uniform)
   for cdf in _POISSON_ONE_CDF:
     count += tf.cast(uniform > cdf, tf.float32)
