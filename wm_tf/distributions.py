@@ -38,7 +38,8 @@ _sampling = threading.local()
 
 @contextlib.contextmanager
 def xla_sampling():
-  """Normals drawn (traced) in this thread inside it use XLA_RNG_ALGORITHM.
+  """Noise drawn (traced) in this thread inside it by `standard_normal`
+  and `uniform` uses XLA_RNG_ALGORITHM.
 
   For functions that are always compiled with XLA: enter it around the
   traced body, so that it is active while the function traces.
@@ -52,7 +53,8 @@ def xla_sampling():
 
 
 def sampling_algorithm() -> str:
-  """The stateless RNG algorithm `standard_normal` uses here and now."""
+  """The stateless RNG algorithm of `standard_normal` and `uniform` here
+  and now."""
   return getattr(_sampling, 'algorithm', None) or RNG_ALGORITHM
 
 

@@ -270,10 +270,6 @@ class Learner(tf.Module):
     the metrics are the mean over replicas.
     """
     strategy = self.strategy
-    if strategy is None:
-      if self._jit_compile:
-        return tf.function(_with_xla_sampling(update), jit_compile=True)
-      return tf.function(update, jit_compile=False)
 
     def replicated(*args):
       per_replica = strategy.run(update, args=args)
@@ -281,8 +277,11 @@ class Learner(tf.Module):
                                     axis=None)
               for name, value in per_replica.items()}
 
-    jit = self._jit_compile and strategy.num_replicas_in_sync == 1
-    return tf.function(_with_xla_sampling(replicated) if jit else replicated,
+    body, jit = update, self._jit_compile
+    if strategy is not None:
+      body = replicated
+      jit = jit and strategy.num_replicas_in_sync == 1
+    return tf.function(_with_xla_sampling(body) if jit else body,
                        jit_compile=jit)
 
   # -- one update of some parts ---------------------------------------------
