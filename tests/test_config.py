@@ -50,7 +50,7 @@ def test_repository_config_loads():
 
 
 def test_pendulum_config_is_the_measured_one():
-  """The settings the README's Pendulum results were measured with."""
+  """The settings docs/results.md's Pendulum results were measured with."""
   config = load_config(os.path.join(CONFIG_DIR, 'pendulum.yaml'))
   assert config.env.id == 'Pendulum-v1'
   assert config.run.total_env_steps == 15_000

@@ -27,7 +27,8 @@ class ConfigError(ValueError):
 
 
 # ----------------------------------------------------------------------------
-# The schema. Each field's comment is its documentation (README mirrors it).
+# The schema. Each field's comment is its documentation (docs/configuration.md
+# mirrors it; tests/test_docs.py checks).
 # ----------------------------------------------------------------------------
 
 
@@ -840,7 +841,7 @@ def reference_rows(cls: type = Config, prefix: str = '') -> list:
 
   The comment is the one written beside the field in this module (the
   schema is its own documentation); `python -m wm_tf.config` prints them as
-  the README's markdown table.
+  the markdown table of docs/configuration.md.
   """
   import inspect
   import re

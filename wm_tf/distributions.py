@@ -25,7 +25,7 @@ def symexp(x: tf.Tensor) -> tf.Tensor:
 # The stateless RNG algorithm of every sample drawn by wm_tf. TFP's samplers
 # use tf.random's 'auto_select', which XLA's CPU backend lowers to a generic
 # path: 2M normals took ~340 ms there against ~13 ms with Philox (timed on
-# the 2-core CPU of the README, commit 36e8645). Philox is TF's own CPU/GPU
+# the 2-core CPU of docs/results.md, commit 36e8645). Philox is TF's own CPU/GPU
 # default.
 RNG_ALGORITHM = 'philox'
 # The algorithm inside `xla_sampling()`: Threefry made the default XLA train
