@@ -28,6 +28,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import tempfile
 import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -216,10 +217,11 @@ def _read_value(variable: tf.Variable) -> Any:
 @dataclasses.dataclass
 class Restored:
   """What `RunCheckpoint.restore_newest` found."""
-  path: str  # the checkpoint restored
+  path: str  # the checkpoint restored (absolute prefix)
   number: int  # its number (the train step it was saved at)
   values: Dict[str, Any]  # the named values, as Python ints, floats, str
   skipped: List[str]  # newer checkpoints that could not be read
+  causes: Dict[str, str] = dataclasses.field(default_factory=dict)  # by path
 
 
 def checkpoint_number(path: str) -> int:
@@ -227,11 +229,55 @@ def checkpoint_number(path: str) -> int:
   return int(path.rsplit('-', 1)[1])
 
 
+def list_checkpoints(directory: str) -> List[str]:
+  """Absolute prefixes of the checkpoints in `directory`, newest first.
+
+  The directory's own listing is the truth: every `ckpt-N.index` is a
+  candidate, whether or not TF's `checkpoint` state file names it (the
+  state file can lag behind a kill, or name paths relative to another
+  working directory). Files set aside as `corrupt-*` are not listed.
+  """
+  directory = os.path.abspath(directory)
+  if not os.path.isdir(directory):
+    return []
+  prefixes = [os.path.join(directory, name[:-len('.index')])
+              for name in os.listdir(directory)
+              if _CHECKPOINT_FILE.fullmatch(name)]
+  return sorted(prefixes, key=checkpoint_number, reverse=True)
+
+
+# What reading a damaged checkpoint raises: TF's own errors, and the
+# IndexError / ValueError its Python reader raises on a short file.
+_READ_ERRORS = (tf.errors.OpError, IndexError, ValueError, OSError,
+                RuntimeError)
+
+
+def damage_in(prefix: str) -> Optional[str]:
+  """Why the files of checkpoint `prefix` cannot be read, or None.
+
+  Reads the index and every tensor, so a truncated, bit-flipped or missing
+  file is found here (each tensor's checksum is verified on read) before a
+  restore could blame the model.
+  """
+  shards = glob.glob(glob.escape(prefix) + '.data-*')
+  if not shards:
+    return 'its .data file is missing'
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    for key in reader.get_variable_to_shape_map():
+      reader.get_tensor(key)
+  except _READ_ERRORS as e:
+    message = ' '.join(str(e).split())[:200]
+    return f'its files are damaged (truncated or corrupted: {message})'
+  return None
+
+
 class RunCheckpoint:
   """Saves and restores everything a resumed run needs, newest first.
 
   Args:
-    directory: where checkpoints go (logdir/checkpoints).
+    directory: where checkpoints go (logdir/checkpoints); relative paths
+      are taken from the current working directory once, here.
     agent: a `wm_tf.agent.builder.Agent`.
     values: {name: initial value} of plain run state (int, float or str),
       kept in variables; `save` stores current values, `restore_newest`
@@ -248,39 +294,37 @@ class RunCheckpoint:
 
   def __init__(self, directory: str, agent, values: Mapping[str, Any] = (),
                trackables: Mapping[str, Any] = (), max_to_keep: int = 3):
-    self.directory = directory
+    self.directory = os.path.abspath(directory)
     self._values = {name: _value_variable(name, value)
                     for name, value in dict(values).items()}
-    # Same object names as `wm_tf.runtime.export.trainer_checkpoint`, so
-    # export and evaluation code can restore the agent alone.
-    agent_objects = dict(
-        world_model=agent.world_model, actor=agent.actor,
-        critic=agent.critic, slow_critic=agent.slow_critic,
-        learner=agent.learner)
+    agent_objects = agent_checkpoint_objects(agent)
     self.checkpoint = tf.train.Checkpoint(
         **agent_objects, model_variables=_model_variables(agent_objects),
         values=self._values, **dict(trackables))
+    # Created now, so that every checkpoint holds it: a restore makes it
+    # and would otherwise find it unmatched.
+    self.checkpoint.save_counter  # pylint: disable=pointless-statement
     self.max_to_keep = max_to_keep
-    self._manager: Optional[tf.train.CheckpointManager] = None
-    self._state_file = os.path.join(directory, 'checkpoint')
-    self._state_unreadable = False
+    self._state_file = os.path.join(self.directory, 'checkpoint')
 
   @property
-  def manager(self) -> tf.train.CheckpointManager:
-    """TF's manager of the directory (made on first use: it reads it)."""
-    if self._manager is None:
-      self._manager = tf.train.CheckpointManager(
-          self.checkpoint, self.directory, max_to_keep=self.max_to_keep,
-          checkpoint_name=CHECKPOINT_NAME)
-    return self._manager
+  def latest(self) -> Optional[str]:
+    """The newest checkpoint prefix on disk (not checked), or None."""
+    found = self.candidates()
+    return found[0] if found else None
+
+  def candidates(self) -> List[str]:
+    """Checkpoint prefixes on disk, newest first (`list_checkpoints`)."""
+    return list_checkpoints(self.directory)
 
   def save(self, checkpoint_number: int,
            values: Optional[Mapping[str, Any]] = None) -> str:
     """Writes checkpoint `ckpt-<checkpoint_number>` and drops old ones.
 
-    TensorFlow writes the files first and then replaces the `checkpoint`
-    state file, so a process killed while saving leaves the previous
-    checkpoint as the newest.
+    TensorFlow writes the data file and then the index, so a process
+    killed while saving leaves no index (not a candidate) or a damaged
+    pair that `restore_newest` skips. The state file is rewritten after
+    the save for tools that read it (`tf.train.latest_checkpoint`).
 
     Args:
       checkpoint_number: the train step.
@@ -291,94 +335,169 @@ class RunCheckpoint:
     """
     for name, value in dict(values or {}).items():
       self._values[name].assign(value)
-    return self.manager.save(checkpoint_number=checkpoint_number)
+    os.makedirs(self.directory, exist_ok=True)
+    prefix = self.checkpoint.write(os.path.join(
+        self.directory, f'{CHECKPOINT_NAME}-{int(checkpoint_number)}'))
+    kept = self.candidates()
+    for old in kept[self.max_to_keep:]:
+      for name in glob.glob(glob.escape(old) + '.*'):
+        os.remove(name)
+    self._write_state(kept[:self.max_to_keep])
+    return prefix
 
-  def candidates(self) -> List[str]:
-    """Checkpoint prefixes on disk, newest first.
+  def _write_state(self, prefixes: Sequence[str]) -> None:
+    """TF's state file naming `prefixes` (newest first), relative paths."""
+    if not prefixes:
+      if os.path.exists(self._state_file):
+        os.remove(self._state_file)
+      return
+    names = [os.path.basename(p) for p in reversed(prefixes)]
+    write_text_atomically(self._state_file, ''.join(
+        [f'model_checkpoint_path: "{names[-1]}"\n'] +
+        [f'all_model_checkpoint_paths: "{name}"\n' for name in names]))
 
-    The state file's list is trusted (it names only completed saves); if it
-    is missing or unreadable, the directory is listed instead.
-    """
+  def remove_interrupted_saves(self) -> List[str]:
+    """Deletes what a save killed midway left: TF's `ckpt-N_temp` folders
+    and a state file's temporary copy. Returns the paths removed."""
     if not os.path.isdir(self.directory):
       return []
-    try:
-      # Returns None (and logs) for a file it cannot parse.
-      state = tf.train.get_checkpoint_state(self.directory)
-    except Exception:  # other damage; TF raises several kinds
-      state = None
-    if state is None and os.path.exists(self._state_file):
-      self._state_unreadable = True
-      warnings.warn(f'Checkpoint state file {self._state_file} is '
-                    'unreadable; listing the directory instead.',
-                    RuntimeWarning, stacklevel=2)
-    if state is not None and state.all_model_checkpoint_paths:
-      paths = [p if os.path.isabs(p) else os.path.join(self.directory, p)
-               for p in state.all_model_checkpoint_paths]
-    else:
-      paths = [os.path.join(self.directory, name[:-len('.index')])
-               for name in os.listdir(self.directory)
-               if _CHECKPOINT_FILE.fullmatch(name)]
-    return sorted(paths, key=checkpoint_number, reverse=True)
+    removed = []
+    for name in os.listdir(self.directory):
+      path = os.path.join(self.directory, name)
+      if name.startswith(CHECKPOINT_NAME + '-') and '_temp' in name:
+        if os.path.isdir(path):
+          shutil.rmtree(path, ignore_errors=True)
+        else:
+          os.remove(path)
+        removed.append(path)
+      elif name.startswith('.checkpoint.') and name.endswith('.tmp'):
+        os.remove(path)
+        removed.append(path)
+    return removed
 
   def restore_newest(self) -> Optional[Restored]:
-    """Restores the newest readable checkpoint.
+    """Restores the newest readable checkpoint, falling back over damage.
+
+    Every candidate on disk is tried, newest first; one whose files are
+    damaged or that does not fit the agent is skipped with a warning that
+    names its cause and the checkpoint tried next.
 
     Returns:
       What was restored, or None if the directory holds no checkpoint.
 
     Raises:
-      NoUsableCheckpoint: checkpoints exist but none can be read.
+      NoUsableCheckpoint: checkpoints exist but none can be read; the
+        message names each one and its cause.
     """
-    skipped, errors = [], []
-    for path in self.candidates():
-      try:
-        status = self.checkpoint.restore(path)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-      except Exception as e:  # a damaged file raises many kinds of errors
-        errors.append(f'{type(e).__name__}: {str(e)[:300]}')
-        warnings.warn(
-            f'Checkpoint {path} cannot be read ({errors[-1]}); falling back '
-            'to the one before it.', RuntimeWarning, stacklevel=2)
-        skipped.append(path)
-        continue
-      values = {name: _read_value(v) for name, v in self._values.items()}
-      return Restored(path, checkpoint_number(path), values, skipped)
+    candidates = self.candidates()
+    skipped: List[str] = []
+    causes: Dict[str, str] = {}
+    for i, path in enumerate(candidates):
+      cause = damage_in(path)
+      if cause is None:
+        try:
+          status = self.checkpoint.restore(path)
+          status.expect_partial()
+          status.assert_existing_objects_matched()
+        except (AssertionError,) + _READ_ERRORS as e:
+          message = ' '.join(str(e).split())[:300]
+          cause = ('it does not fit the agent that config.yaml builds '
+                   f'({type(e).__name__}: {message})')
+      if cause is None:
+        values = {name: _read_value(v) for name, v in self._values.items()}
+        return Restored(path, checkpoint_number(path), values, skipped,
+                        causes)
+      skipped.append(path)
+      causes[path] = cause
+      later = (f'falling back to {os.path.basename(candidates[i + 1])}'
+               if i + 1 < len(candidates) else
+               'no older checkpoint is left to fall back to')
+      warnings.warn(f'Checkpoint {path} cannot be used: {cause}; {later}.',
+                    RuntimeWarning, stacklevel=2)
     if skipped:
+      listed = '; '.join(f'{os.path.basename(p)}: {causes[p]}'
+                         for p in skipped)
       raise NoUsableCheckpoint(
-          f'None of the checkpoints in {self.directory} can be read '
-          f'({", ".join(os.path.basename(p) for p in skipped)}); the newest '
-          f'failed with {errors[0]}. Damaged files, or a model that the '
-          'config now builds differently? Move the directory aside to start '
+          f'None of the {len(skipped)} checkpoint(s) in {self.directory} '
+          f'can be used ({listed}). Move the directory aside to start '
           'over, or use a new --logdir.')
     return None
 
   def discard(self, paths: Sequence[str]) -> None:
-    """Moves unreadable checkpoints aside and rewrites the state file.
+    """Moves unusable checkpoints aside and rewrites the state file.
 
-    Their files are renamed `corrupt-ckpt-N.*` (kept for inspection; the
-    manager never lists or deletes them), so the next save of the same
-    train step starts clean. An unreadable state file is rewritten even
-    if `paths` is empty.
+    Their files are renamed `corrupt-ckpt-N.*` (kept for inspection; never
+    listed or deleted), so the next save of the same train step starts
+    clean.
     """
-    if not paths and not self._state_unreadable:
-      return
-    if self._state_unreadable:
-      os.replace(self._state_file, os.path.join(self.directory,
-                                                'corrupt-checkpoint'))
-      self._state_unreadable = False
     for path in paths:
       for name in glob.glob(glob.escape(path) + '.*'):
         os.replace(name, os.path.join(os.path.dirname(name),
                                       'corrupt-' + os.path.basename(name)))
-    keep = [p for p in self.candidates()
-            if p not in paths and os.path.exists(p + '.index')]
-    if keep:
-      # TF's text format, oldest first, paths relative to the directory.
-      names = [os.path.basename(p) for p in reversed(keep)]
-      write_text_atomically(self._state_file, ''.join(
-          [f'model_checkpoint_path: "{names[-1]}"\n'] +
-          [f'all_model_checkpoint_paths: "{name}"\n' for name in names]))
-    elif os.path.exists(self._state_file):
-      os.remove(self._state_file)
-    self._manager = None  # re-read on next use
+    self._write_state(self.candidates()[:self.max_to_keep])
+
+
+def agent_checkpoint_objects(agent) -> Dict[str, Any]:
+  """The agent's objects under the names every checkpoint uses."""
+  return dict(world_model=agent.world_model, actor=agent.actor,
+              critic=agent.critic, slow_critic=agent.slow_critic,
+              learner=agent.learner)
+
+
+class RunDirectoryError(ValueError):
+  """A run directory whose agent cannot be rebuilt and restored."""
+
+
+@dataclasses.dataclass
+class RestoredAgent:
+  """A run's agent rebuilt from its config.yaml, with its newest readable
+  checkpoint restored (`restore_agent`)."""
+  logdir: str  # absolute
+  config: config_lib.Config
+  spec: Any  # the environment's EnvSpec
+  agent: Any  # wm_tf.agent.builder.Agent
+  restored: Restored
+
+
+def restore_agent(logdir: str) -> RestoredAgent:
+  """Rebuilds the agent of a run directory and restores it, as a resumed
+  run would: newest checkpoint first, falling back over damaged ones.
+
+  The one restore path of evaluation and export (`wm_tf.runtime.evaluation`,
+  `wm_tf.runtime.export`); the trainer uses `RunCheckpoint` with its run
+  state too. `logdir` may be relative to the working directory.
+
+  Raises:
+    RunDirectoryError: no such directory, no config.yaml, a config or
+      environment that cannot be rebuilt, no checkpoint, or none usable;
+      the message says which.
+  """
+  # Imported here: the agent and environments sit above checkpoint I/O.
+  from wm_tf.agent.builder import build_agent
+  from wm_tf.runtime.environments import UnsupportedEnvironment, inspect_env
+  path = os.path.abspath(logdir)
+  if not os.path.isdir(path):
+    raise RunDirectoryError(f'Run directory {logdir!r} does not exist.')
+  config_path = os.path.join(path, 'config.yaml')
+  if not os.path.isfile(config_path):
+    raise RunDirectoryError(
+        f'{logdir!r} has no config.yaml; is it a run directory written by '
+        'launch.train?')
+  try:
+    config = config_lib.load_config(config_path)
+    spec = inspect_env(config.env.id, config.env.max_episode_steps)
+  except (config_lib.ConfigError, UnsupportedEnvironment) as e:
+    raise RunDirectoryError(
+        f'Cannot rebuild the agent of {logdir!r}: {e}') from None
+  agent = build_agent(config, spec)
+  checkpoints = RunCheckpoint(os.path.join(path, 'checkpoints'), agent)
+  try:
+    restored = checkpoints.restore_newest()
+  except NoUsableCheckpoint as e:
+    raise RunDirectoryError(str(e)) from None
+  if restored is None:
+    raise RunDirectoryError(
+        f'{logdir!r} has no checkpoint yet; the trainer writes one every '
+        'run.checkpoint_seconds and run.checkpoint_every train steps, and '
+        'at the end of the run.')
+  return RestoredAgent(path, config, spec, agent, restored)

@@ -25,8 +25,6 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from wm_tf import config as config_lib
-from wm_tf.agent.builder import build_agent
 from wm_tf.runtime import checkpoints as checkpoints_lib
 from wm_tf.runtime.environments import (UnsupportedEnvironment, inspect_env,
                                         make_env)
@@ -52,32 +50,14 @@ def policy_from_run(logdir: str) -> LoadedPolicy:
   """Rebuilds a run's agent and restores its newest readable checkpoint."""
   # Imported here: export wires the serving functions we reuse.
   from wm_tf.runtime.export import ServingPolicy
-  config_path = os.path.join(logdir, 'config.yaml')
-  if not os.path.isfile(config_path):
-    raise EvaluationError(
-        f'{logdir!r} has no config.yaml; --logdir must be a run directory '
-        'written by launch.train.')
   try:
-    config = config_lib.load_config(config_path)
-    spec = inspect_env(config.env.id, config.env.max_episode_steps)
-  except (config_lib.ConfigError, UnsupportedEnvironment) as e:
-    raise EvaluationError(f'Cannot rebuild the agent of {logdir!r}: {e}'
-                          ) from None
-  agent = build_agent(config, spec)
-  checkpoints = checkpoints_lib.RunCheckpoint(
-      os.path.join(logdir, 'checkpoints'), agent)
-  try:
-    restored = checkpoints.restore_newest()
-  except checkpoints_lib.NoUsableCheckpoint as e:
+    run = checkpoints_lib.restore_agent(logdir)
+  except checkpoints_lib.RunDirectoryError as e:
     raise EvaluationError(str(e)) from None
-  if restored is None:
-    raise EvaluationError(
-        f'{logdir!r} has no checkpoint yet; the trainer writes one every '
-        'run.checkpoint_every train steps and at the end of the run.')
-  serving = ServingPolicy(agent.policy, spec)
+  serving = ServingPolicy(run.agent.policy, run.spec)
   return LoadedPolicy(serving.action, serving.initial_state,
-                      spec.observation_dim, config.env.id,
-                      config.env.max_episode_steps, restored.path)
+                      run.spec.observation_dim, run.config.env.id,
+                      run.config.env.max_episode_steps, run.restored.path)
 
 
 def policy_from_saved_model(path: str) -> LoadedPolicy:

@@ -50,9 +50,9 @@ import keras
 import tensorflow as tf
 
 from wm_tf import config as config_lib
-from wm_tf.agent.builder import Agent, build_agent
-from wm_tf.runtime.environments import (EnvSpec, UnsupportedEnvironment,
-                                        inspect_env)
+from wm_tf.agent.builder import Agent
+from wm_tf.runtime import checkpoints as checkpoints_lib
+from wm_tf.runtime.environments import EnvSpec
 
 
 class ExportError(ValueError):
@@ -202,17 +202,6 @@ class RestoredRun:
   checkpoint_path: str
 
 
-def trainer_checkpoint(agent: Agent) -> tf.train.Checkpoint:
-  """The object graph the trainer checkpoints (`wm_tf.runtime.trainer`)."""
-  return tf.train.Checkpoint(
-      world_model=agent.world_model, actor=agent.actor, critic=agent.critic,
-      slow_critic=agent.slow_critic, learner=agent.learner)
-
-
-def _shorten(text: str, limit: int = 600) -> str:
-  return text if len(text) <= limit else text[:limit] + ' ...'
-
-
 def unreachable_variables(root: tf.train.Checkpoint,
                           variables: Sequence[tf.Variable]
                           ) -> List[tf.Variable]:
@@ -230,52 +219,32 @@ def unreachable_variables(root: tf.train.Checkpoint,
 
 
 def restore_run(logdir: str) -> RestoredRun:
-  """Rebuilds the agent of a run and restores its newest checkpoint.
+  """Rebuilds the agent of a run and restores its newest usable checkpoint
+  (`wm_tf.runtime.checkpoints.restore_agent`: damaged ones are skipped).
 
-  Every object of the rebuilt agent must be found in the checkpoint, and
-  every variable the serving functions read must be reachable from the
+  Every variable the serving functions read must be reachable from the
   checkpointed objects (else it would keep its initial value unnoticed).
 
   Raises:
     ExportError: the directory, its config or its checkpoints are missing
       or do not fit together; the message says which.
   """
-  if not os.path.isdir(logdir):
-    raise ExportError(f'Run directory {logdir!r} does not exist.')
-  config_path = os.path.join(logdir, 'config.yaml')
-  if not os.path.isfile(config_path):
-    raise ExportError(
-        f'Run directory {logdir!r} has no config.yaml; is it a directory '
-        'written by launch.train?')
-  checkpoint_dir = os.path.join(logdir, 'checkpoints')
-  checkpoint_path = tf.train.latest_checkpoint(checkpoint_dir)
-  if checkpoint_path is None:
-    raise ExportError(
-        f'Run directory {logdir!r} has no checkpoint in {checkpoint_dir!r}; '
-        'the trainer writes one at the end of a run and every '
-        'run.checkpoint_every train steps.')
   try:
-    config = config_lib.load_config(config_path)
-    spec = inspect_env(config.env.id, config.env.max_episode_steps)
-  except (config_lib.ConfigError, UnsupportedEnvironment) as e:
-    raise ExportError(f'Cannot rebuild the agent of {logdir!r}: {e}') from None
-  agent = build_agent(config, spec)
-  checkpoint = trainer_checkpoint(agent)
-  try:
-    status = checkpoint.restore(checkpoint_path).expect_partial()
-    status.assert_existing_objects_matched()
-  except (AssertionError, tf.errors.OpError, ValueError) as e:
-    raise ExportError(
-        f'Checkpoint {checkpoint_path!r} does not match the model described '
-        f'by {config_path!r}: {_shorten(str(e))}') from None
-  serving = ServingPolicy(agent.policy, spec)
+    run = checkpoints_lib.restore_agent(logdir)
+  except checkpoints_lib.RunDirectoryError as e:
+    raise ExportError(str(e)) from None
+  serving = ServingPolicy(run.agent.policy, run.spec)
+  root = tf.train.Checkpoint(
+      **checkpoints_lib.agent_checkpoint_objects(run.agent))
   missing = [v.name for v in unreachable_variables(
-      checkpoint, serving.serving_variables)]
+      root, serving.serving_variables)]
   if missing:
     raise ExportError(
         f'Variables {missing} of the policy are not part of the trainer\'s '
-        f'checkpoint object graph, so {checkpoint_path!r} cannot hold them.')
-  return RestoredRun(config, spec, agent, serving, checkpoint_path)
+        f'checkpoint object graph, so {run.restored.path!r} cannot hold '
+        'them.')
+  return RestoredRun(run.config, run.spec, run.agent, serving,
+                     run.restored.path)
 
 
 def next_version(output: str) -> int:
