@@ -100,10 +100,13 @@ def main(argv):
   for change in trainer.config_changes:
     print(f'config changed on resume: {change}', flush=True)
   restored = trainer.resumed_from
-  if restored is not None:
-    print(f'resumed from {restored.path}: env step {trainer.env_steps}, '
-          f'train step {trainer.train_steps}, {trainer.episodes} episodes; '
-          f'{trainer.reloaded_steps} replay steps reloaded', flush=True)
+  if restored is not None or trainer.reloaded_steps:
+    source = restored.path if restored else 'no checkpoint (a fresh agent)'
+    print(f'resumed from {source}: train step {trainer.train_steps}; '
+          f'{trainer.env_steps} env steps and {trainer.episodes} episodes '
+          f'stored, {trainer.reloaded_steps} replay steps reloaded; '
+          f'{trainer.dropped_evaluations} evaluation(s) after the checkpoint '
+          'taken back', flush=True)
   print(f'training from env step {trainer.env_steps} (train step '
         f'{trainer.train_steps}) to {config.run.total_env_steps}; logdir '
         f'{logdir}', flush=True)

@@ -3,16 +3,18 @@ non-finite safety net (in-process, small models, no XLA)."""
 
 import glob
 import os
+import shutil
 import warnings
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.backend.event_processing import (event_accumulator,
+                                                 plugin_event_accumulator)
 
 from conftest import SMALL_OVERRIDES
 from wm_tf.config import load_config
-from wm_tf.runtime import checkpoints
+from wm_tf.runtime import checkpoints, run_log
 from wm_tf.runtime.replay import list_episode_files
 from wm_tf.runtime.trainer import (NonFiniteLossError, Trainer,
                                    update_was_nonfinite)
@@ -55,14 +57,30 @@ def _episode_files(logdir):
 
 
 def _episode_digests(logdir):
-  """Each stored episode loaded (it must load) and reduced to its bytes."""
+  """Each stored episode file loaded (it must load) and reduced to its
+  bytes. A file holds a whole episode, or a part of one: its first step
+  starts the episode or continues the file before it of the same stream."""
   digests = []
-  for _, _, length, path in _episode_files(logdir):
+  open_streams = set()
+  for _, stream, length, path in _episode_files(logdir):
     with np.load(path) as data:
       assert len(data['is_last']) == length, path
-      assert data['is_last'][-1] and data['is_first'][0], path
+      assert data['is_first'][0] or stream in open_streams, path
+      assert not data['is_last'][:-1].any(), path
+      (open_streams.add if not data['is_last'][-1] else
+       open_streams.discard)(stream)
       digests.append(b''.join(data[k].tobytes() for k in sorted(data.files)))
   return digests
+
+
+def _stored(logdir):
+  """(steps, finished episodes) in the run's episode files."""
+  steps = episodes = 0
+  for _, _, length, path in _episode_files(logdir):
+    with np.load(path) as data:
+      steps += length
+      episodes += int(data['is_last'][-1])
+  return steps, episodes
 
 
 @pytest.fixture(scope='module')
@@ -120,9 +138,16 @@ def test_resume_restores_every_variable_and_the_run_state(finished):
                                 trainer.seeds.state.numpy())
   assert resumed.rng.random() == trainer.rng.random()
   assert resumed.replay.rng.random() == trainer.replay.rng.random()
-  # Every stored episode went back into the replay.
-  assert resumed.reloaded_steps == sum(
-      length for _, _, length, _ in _episode_files(logdir))
+  # Every stored step went back into the replay, and the counters are
+  # those of the data on disk.
+  assert resumed.reloaded_steps == _stored(logdir)[0] == 60
+  assert resumed.episodes == _stored(logdir)[1] == trainer.episodes
+
+
+def test_a_finished_run_has_every_counted_step_on_disk(finished):
+  logdir, trainer = finished
+  _episode_digests(logdir)  # every file loads; parts follow each other
+  assert _stored(logdir) == (trainer.env_steps, trainer.episodes)
 
 
 def test_a_new_directory_starts_fresh(tmp_path):
@@ -148,7 +173,6 @@ def test_checkpoint_holds_the_config_and_named_values(finished):
 
 
 def _copy_run(src, dst):
-  import shutil
   shutil.copytree(src, dst)
   return str(dst)
 
@@ -168,7 +192,7 @@ def _damage(prefix, part):
       os.remove(path)
 
 
-@pytest.mark.parametrize('part', ['data', 'index', 'missing'])
+@pytest.mark.parametrize('part', ['data', 'index'])
 def test_damaged_newest_checkpoint_falls_back_to_the_one_before(
     finished, tmp_path, part):
   logdir = _copy_run(finished[0], tmp_path / 'run')
@@ -176,41 +200,143 @@ def test_damaged_newest_checkpoint_falls_back_to_the_one_before(
   manager = checkpoints.RunCheckpoint(directory, finished[1].agent)
   newest, previous = manager.candidates()
   _damage(newest, part)
-  with pytest.warns(RuntimeWarning, match='cannot be read.*falling back'):
+  with pytest.warns(RuntimeWarning, match=(
+      f'{os.path.basename(newest)} cannot be used: its files are damaged.*'
+      f'falling back to {os.path.basename(previous)}')):
     resumed = _trainer(logdir)
   assert resumed.resumed_from.path == previous
   assert resumed.train_steps == checkpoints.checkpoint_number(previous)
   # The damaged files are set aside, and TF's state names the good one.
   assert tf.train.latest_checkpoint(directory) == previous
-  if part != 'missing':
-    assert glob.glob(os.path.join(
-        directory, 'corrupt-' + os.path.basename(newest) + '.*'))
+  assert glob.glob(os.path.join(
+      directory, 'corrupt-' + os.path.basename(newest) + '.*'))
   if part == 'data':  # training goes on and saves again
     resumed.run()
     assert tf.train.latest_checkpoint(directory).endswith(
         f'ckpt-{resumed.train_steps}')
 
 
+def test_deleted_newest_checkpoint_is_no_candidate(finished, tmp_path):
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  manager = checkpoints.RunCheckpoint(
+      os.path.join(logdir, 'checkpoints'), finished[1].agent)
+  newest, previous = manager.candidates()
+  _damage(newest, 'missing')
+  with warnings.catch_warnings():
+    warnings.simplefilter('error', RuntimeWarning)
+    resumed = _trainer(logdir)
+  assert resumed.resumed_from.path == previous
+
+
+def test_fallback_goes_on_over_checkpoints_the_state_file_omits(
+    finished, tmp_path):
+  """The directory, not TF's state file, says what is on disk: with the
+  state file naming only the newest (as after an earlier fallback), a
+  damaged newest falls back to the older files, and again after that."""
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  directory = os.path.join(logdir, 'checkpoints')
+  manager = checkpoints.RunCheckpoint(directory, finished[1].agent)
+  newest = manager.candidates()[0]
+  older = []
+  for n in (3, 7):  # copies of the newest under older numbers
+    older.append(os.path.join(directory, f'ckpt-{n}'))
+    for path in glob.glob(newest + '.*'):
+      shutil.copy(path, older[-1] + path[len(newest):])
+  with open(os.path.join(directory, 'checkpoint'), 'w') as f:
+    f.write(f'model_checkpoint_path: "{os.path.basename(newest)}"\n'
+            f'all_model_checkpoint_paths: "{os.path.basename(newest)}"\n')
+  _damage(newest, 'data')
+  with pytest.warns(RuntimeWarning, match='falling back'):
+    first = _trainer(logdir)
+  second_newest = first.resumed_from.path
+  assert checkpoints.checkpoint_number(second_newest) < checkpoints.\
+      checkpoint_number(newest)
+  _damage(second_newest, 'index')
+  with pytest.warns(RuntimeWarning, match='falling back'):
+    second = _trainer(logdir)
+  assert second.resumed_from.path in older + [
+      p for p in manager.candidates() if p != second_newest]
+  assert checkpoints.checkpoint_number(second.resumed_from.path) < \
+      checkpoints.checkpoint_number(second_newest)
+
+
+def test_the_only_checkpoint_damaged_says_there_is_no_older_one(
+    finished, tmp_path):
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  manager = checkpoints.RunCheckpoint(
+      os.path.join(logdir, 'checkpoints'), finished[1].agent)
+  newest, previous = manager.candidates()
+  _damage(previous, 'missing')
+  _damage(newest, 'data')
+  with pytest.warns(RuntimeWarning, match='no older checkpoint is left'):
+    with pytest.raises(checkpoints.NoUsableCheckpoint,
+                       match=r'None of the 1 checkpoint\(s\).*damaged'):
+      _trainer(logdir)
+
+
 def test_every_checkpoint_damaged_is_an_error(finished, tmp_path):
   logdir = _copy_run(finished[0], tmp_path / 'run')
   manager = checkpoints.RunCheckpoint(
       os.path.join(logdir, 'checkpoints'), finished[1].agent)
-  for prefix in manager.candidates():
+  candidates = manager.candidates()
+  for prefix in candidates:
     _damage(prefix, 'index')
   with warnings.catch_warnings():
     warnings.simplefilter('ignore')
-    with pytest.raises(checkpoints.NoUsableCheckpoint,
-                       match='None of the checkpoints'):
+    with pytest.raises(checkpoints.NoUsableCheckpoint) as error:
       _trainer(logdir)
+  message = str(error.value)
+  assert 'None of the 2 checkpoint(s)' in message
+  for prefix in candidates:
+    assert f'{os.path.basename(prefix)}: its files are damaged' in message
 
 
-def test_unreadable_state_file_lists_the_directory(finished, tmp_path):
+def test_a_checkpoint_of_another_model_is_named_as_such(finished, tmp_path):
+  """Intact files that do not fit the agent: the message says so, not
+  'damaged'."""
   logdir = _copy_run(finished[0], tmp_path / 'run')
-  with open(os.path.join(logdir, 'checkpoints', 'checkpoint'), 'w') as f:
+  wider = _trainer(tmp_path / 'other', 'critic.units=48')
+  manager = checkpoints.RunCheckpoint(
+      os.path.join(logdir, 'checkpoints'), wider.agent)
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')
+    with pytest.raises(checkpoints.NoUsableCheckpoint) as error:
+      manager.restore_newest()
+  assert 'does not fit the agent that config.yaml builds' in str(error.value)
+  assert 'damaged' not in str(error.value)
+
+
+def test_unreadable_state_file_is_rewritten(finished, tmp_path):
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  state = os.path.join(logdir, 'checkpoints', 'checkpoint')
+  with open(state, 'w') as f:
     f.write('model_checkpoint_path: {{{ not a proto')
-  with pytest.warns(RuntimeWarning, match='state file'):
-    resumed = _trainer(logdir)
+  resumed = _trainer(logdir)
   assert resumed.train_steps == finished[1].train_steps
+  assert tf.train.latest_checkpoint(os.path.dirname(state)).endswith(
+      f'ckpt-{resumed.train_steps}')
+
+
+def test_relative_logdir_resumes_from_any_working_directory(
+    tmp_path, monkeypatch):
+  """The default --logdir is relative: a run started in one directory
+  resumes there with the same relative path, and elsewhere with another
+  path to the same directory."""
+  work = tmp_path / 'work'
+  work.mkdir()
+  monkeypatch.chdir(work)
+  trainer = _trainer('logdir/run')
+  trainer.run()
+  again = _trainer('logdir/run')
+  assert again.resumed_from.number == trainer.train_steps
+  other = tmp_path / 'elsewhere'
+  other.mkdir()
+  monkeypatch.chdir(other)
+  from_elsewhere = _trainer(os.path.join('..', 'work', 'logdir', 'run'))
+  assert from_elsewhere.resumed_from.number == trainer.train_steps
+  assert tf.train.latest_checkpoint(
+      str(work / 'logdir' / 'run' / 'checkpoints')).endswith(
+          f'ckpt-{trainer.train_steps}')
 
 
 # ---------------------------------------------------------------------------
@@ -363,3 +489,89 @@ def test_rssm_run_restores_in_a_process_that_built_other_agents(tmp_path):
   assert len(restored) == len(saved)
   for (name, value), expected in zip(restored.items(), saved.values()):
     np.testing.assert_array_equal(value, expected, err_msg=name)
+
+
+# ---------------------------------------------------------------------------
+# What a run killed after its checkpoint left behind.
+# ---------------------------------------------------------------------------
+
+
+def _tensorboard_steps(logdir, tag):
+  """Steps of `tag` as TensorBoard shows them (orphaned data purged)."""
+  acc = plugin_event_accumulator.EventAccumulator(
+      logdir, size_guidance={plugin_event_accumulator.TENSORS: 0},
+      purge_orphaned_data=True)
+  acc.Reload()
+  return [e.step for e in acc.Tensors(tag)]
+
+
+def test_resume_counts_the_data_stored_after_the_checkpoint(tmp_path):
+  """A run that went on after its checkpoint (its newer checkpoints lost,
+  as at a kill): the resumed counters are the data on disk, the updates
+  owed for it are trained, and evaluations and TensorBoard events after
+  the checkpoint are taken back and written once again."""
+  extra = ['run.eval_every=20', 'run.eval_episodes=1',
+           'run.checkpoints_to_keep=10', 'run.log_every=10']
+  logdir = str(tmp_path / 'run')
+  first = _trainer(logdir, *extra)
+  first.run()
+  directory = os.path.join(logdir, 'checkpoints')
+  kept = checkpoints.list_checkpoints(directory)
+  target = [p for p in kept if checkpoints.checkpoint_number(p) == 10][0]
+  for prefix in kept:
+    if checkpoints.checkpoint_number(prefix) > 10:
+      _damage(prefix, 'missing')
+  rows = run_log.EvaluationLog(logdir).rows()
+  assert [r['env_steps'] for r in rows] == [20, 40, 60]
+
+  resumed = _trainer(logdir, *extra)
+  assert resumed.resumed_from.path == target
+  reader = tf.train.load_checkpoint(target)
+  saved_env, = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+                if k.startswith('values/env_steps/')]
+  assert saved_env < 60
+  assert (resumed.env_steps, resumed.episodes) == _stored(logdir) == (
+      60, first.episodes)
+  assert resumed.dropped_evaluations == 2
+  assert [r['env_steps'] for r in resumed.eval_history] == [20]
+  train_before = resumed.train_steps
+  summary = resumed.run()
+  # The updates owed at train_ratio 0.5 for the steps after the checkpoint.
+  assert resumed.train_steps - train_before == int(0.5 * (60 - saved_env))
+  assert [r['env_steps'] for r in run_log.EvaluationLog(logdir).rows()] == [
+      20, 60]
+  assert np.isfinite(summary['eval/return'])
+  assert _tensorboard_steps(logdir, 'eval/return') == [20, 60]
+  steps = _tensorboard_steps(logdir, 'perf/train_steps')
+  assert steps == sorted(set(steps))
+  _episode_digests(logdir)
+
+
+def test_rerun_of_a_finished_run_reports_its_last_evaluation(tmp_path):
+  extra = ['run.eval_every=30', 'run.eval_episodes=1']
+  logdir = str(tmp_path / 'run')
+  first = _trainer(logdir, *extra)
+  done = first.run()
+  again = _trainer(logdir, *extra)
+  summary = again.run()
+  assert again.train_steps == first.train_steps
+  assert summary['eval/return'] == done['eval/return']
+  assert [r['env_steps'] for r in run_log.EvaluationLog(logdir).rows()] == [
+      30, 60]
+
+
+def test_export_and_evaluation_fall_back_over_a_damaged_checkpoint(
+    finished, tmp_path):
+  from wm_tf.runtime import evaluation, export
+  logdir = _copy_run(finished[0], tmp_path / 'run')
+  newest, previous = checkpoints.list_checkpoints(
+      os.path.join(logdir, 'checkpoints'))
+  path, = glob.glob(newest + '.data-*')
+  with open(path, 'r+b') as f:
+    f.truncate(os.path.getsize(path) // 2)
+  with pytest.warns(RuntimeWarning, match='damaged.*falling back'):
+    restored = export.restore_run(logdir)
+  assert restored.checkpoint_path == previous
+  with pytest.warns(RuntimeWarning, match='damaged.*falling back'):
+    loaded = evaluation.policy_from_run(os.path.relpath(logdir))
+  assert loaded.source == previous

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import typing
 from typing import Any, Literal, Optional, Sequence, Tuple
 
@@ -48,7 +49,9 @@ class RunConfig:
   eval_every: int = 1_000  # env steps between evaluations (0: never)
   eval_episodes: int = 10  # episodes per evaluation, deterministic policy
   log_every: int = 500  # env steps between TensorBoard scalar writes
-  checkpoint_every: int = 0  # train steps between checkpoints (0: end only)
+  checkpoint_every: int = 0  # train steps between checkpoints (0: off)
+  # wall seconds between checkpoints (0: off); a kill loses at most this
+  checkpoint_seconds: float = 60.0
   checkpoints_to_keep: int = 3  # newest checkpoints kept on disk
   histogram_every: int = 1_000  # env steps between histograms (0: never)
   image_every: int = 2_500  # env steps between prediction images (0: never)
@@ -390,6 +393,7 @@ _RANGES = (
     ('run.eval_episodes', lambda v: v >= 1, 'an integer >= 1'),
     ('run.log_every', lambda v: v >= 1, 'an integer >= 1'),
     ('run.checkpoint_every', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.checkpoint_seconds', lambda v: v >= 0, 'a number >= 0'),
     ('run.checkpoints_to_keep', lambda v: v >= 1, 'an integer >= 1'),
     ('run.histogram_every', lambda v: v >= 0, 'an integer >= 0'),
     ('run.image_every', lambda v: v >= 0, 'an integer >= 0'),
@@ -804,6 +808,25 @@ def from_dict(data: dict) -> Config:
   return config
 
 
+# The configs/ folder beside the wm_tf package (a source checkout, as
+# `pip install -e .` leaves it), where the launchers' default --config is.
+CONFIGS_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+
+def resolve_config_path(path: str) -> str:
+  """`path` if it exists; else the same relative path, or file name, in
+  the source checkout (so `--config=configs/cartpole.yaml` works from any
+  working directory); else `path` unchanged."""
+  if os.path.exists(path) or os.path.isabs(path):
+    return path
+  for candidate in (os.path.join(os.path.dirname(CONFIGS_DIR), path),
+                    os.path.join(CONFIGS_DIR, path)):
+    if os.path.exists(candidate):
+      return candidate
+  return path
+
+
 def load_config(path: Optional[str] = None,
                 overrides: Sequence[str] = ()) -> Config:
   """Reads a YAML file, applies `key.path=value` overrides and validates.
@@ -822,10 +845,16 @@ def load_config(path: Optional[str] = None,
   data: dict = {}
   if path is not None:
     try:
-      with open(path) as f:
+      with open(resolve_config_path(path)) as f:
         data = yaml.safe_load(f) or {}
     except FileNotFoundError:
-      raise ConfigError(f'Config file {path!r} does not exist.') from None
+      shipped = sorted(n for n in os.listdir(CONFIGS_DIR)
+                       if n.endswith('.yaml')) if os.path.isdir(
+                           CONFIGS_DIR) else []
+      raise ConfigError(
+          f'Config file {path!r} does not exist (looked in the working '
+          f'directory and in {CONFIGS_DIR}, which holds '
+          f'{", ".join(shipped) or "nothing"}).') from None
     except yaml.YAMLError as e:
       raise ConfigError(f'Config file {path!r} is not valid YAML: {e}') from None
     if not isinstance(data, dict):

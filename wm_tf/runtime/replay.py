@@ -28,7 +28,12 @@ marks where the new episode starts, and models reset their state there.
 
 With ``directory`` set, every finished episode is also written to disk as
 ``ep-<index>-s<stream>-len<length>.npz`` so a later run can ``load`` it.
-Only one buffer should write to a directory at a time.
+``save_open_episodes`` also writes the steps of unfinished episodes, as a
+file whose last step is not ``is_last``; the rest of such an episode goes
+to a later file whose first step is not ``is_first`` (a continuation), and
+``load`` joins them again. So after ``save_open_episodes`` the directory
+holds every step added so far, which is what lets a resumed run count its
+data from disk. Only one buffer should write to a directory at a time.
 """
 
 import os
@@ -247,6 +252,41 @@ class SequenceReplay:
         values = self._validate(steps, leading=(self.num_streams,))
         self._write(np.arange(self.num_streams), values)
 
+    def save_open_episodes(self):
+        """Writes the unsaved steps of every unfinished episode to disk.
+
+        Each stream's steps since its episode began, or since the last call,
+        go to one file; the episode's later steps go to the next. Does
+        nothing without a directory.
+
+        Returns:
+            Number of steps written.
+        """
+        if self.directory is None:
+            return 0
+        written = 0
+        for stream, steps in enumerate(self._open_episodes):
+            if steps:
+                self._save_episode(stream, steps)
+                written += len(steps)
+                self._open_episodes[stream] = []
+        return written
+
+    def remove_interrupted_writes(self):
+        """Deletes the temporary files of episode writes killed midway.
+
+        Returns:
+            Number of files removed.
+        """
+        if self.directory is None:
+            return 0
+        removed = 0
+        for name in os.listdir(self.directory):
+            if name.startswith(".ep-") and name.endswith(".tmp"):
+                os.remove(os.path.join(self.directory, name))
+                removed += 1
+        return removed
+
     def sample(self, batch_size):
         """Draws windows uniformly, with replacement, from all streams.
 
@@ -285,13 +325,18 @@ class SequenceReplay:
     def load(self, directory=None):
         """Appends the episodes stored in ``directory`` to the buffer.
 
-        Episodes are read in index order and dealt to streams round-robin
-        (the k-th episode read goes to stream ``k % num_streams``), so files
+        Files are read in index order; a continuation (first step not
+        ``is_first``) is joined to the file before it from the same recorded
+        stream. Episodes, whole or unfinished, are then dealt to streams
+        round-robin (the k-th goes to stream ``k % num_streams``), so files
         from any number of recorded streams fit any buffer. Loaded episodes
         are not written to disk again. Temporary files are ignored; a file
         that cannot be read or does not match the spec is skipped with a
-        warning naming it. Episodes this buffer writes later continue after
-        the highest index found in its own directory.
+        warning naming it (a continuation left without its start is then
+        loaded as an episode of its own, its first step marked
+        ``is_first``). Episodes this buffer writes later continue after the
+        highest index found in its own directory. ``num_episodes`` grows by
+        the finished episodes read.
 
         Call it before adding live steps, or while every stream is at an
         episode end, so a loaded episode never lands inside a live one.
@@ -317,20 +362,32 @@ class SequenceReplay:
                 "load called while streams "
                 f"{np.flatnonzero(self._mid_episode).tolist()} are inside an "
                 "episode; load before adding steps or at episode ends")
-        loaded_steps = 0
-        loaded_episodes = 0
-        for _, _, length, path in list_episode_files(directory):
+        episodes = []  # joined episodes, in the order their starts were read
+        open_by_stream = {}  # recorded stream -> index into episodes
+        for _, recorded, length, path in list_episode_files(directory):
             try:
-                episode = self._read_episode(path, length)
+                chunk = self._read_episode(path, length)
             except _READ_ERRORS as error:
                 warnings.warn(
                     f"skipping unreadable episode file {path}: {error!r}",
                     stacklevel=2)
+                open_by_stream.pop(recorded, None)
                 continue
-            self._append_block(loaded_episodes % self.num_streams, episode)
-            loaded_episodes += 1
-            loaded_steps += length
-        self._num_episodes += loaded_episodes
+            if not chunk["is_first"][0] and recorded in open_by_stream:
+                episodes[open_by_stream[recorded]].append(chunk)
+            else:
+                chunk["is_first"][0] = True
+                episodes.append([chunk])
+                open_by_stream[recorded] = len(episodes) - 1
+            if chunk["is_last"][-1]:
+                open_by_stream.pop(recorded, None)
+        loaded_steps = 0
+        for k, chunks in enumerate(episodes):
+            episode = {key: np.concatenate([c[key] for c in chunks])
+                       for key in self._spec}
+            self._append_block(k % self.num_streams, episode)
+            loaded_steps += len(episode["is_last"])
+            self._num_episodes += int(episode["is_last"][-1])
         if self.directory is not None:
             self._next_episode_index = max(
                 self._next_episode_index, _index_after_files(self.directory))

@@ -1,12 +1,21 @@
 """The training loop: collect, store, update, evaluate, log, checkpoint.
 
 Running a Trainer on a logdir that already holds a run resumes it: the
-newest readable checkpoint is restored (agent, optimizers, counters, random
-generators), the finished episodes on disk are reloaded into the replay,
-and counting goes on from the checkpoint's env step (see
-`wm_tf.runtime.checkpoints`). Steps of episodes that were unfinished when
-the run stopped are lost; episodes finished after the checkpoint stay on
-disk and in the replay.
+newest readable checkpoint is restored (agent, optimizers, train step,
+random generators; see `wm_tf.runtime.checkpoints`) and the episodes on
+disk are reloaded into the replay. The data on disk is what the counters
+follow: a resumed run's env steps are the steps stored, its episodes the
+finished episodes stored, so data collected after the checkpoint is
+counted once and trained on, and the updates owed for it at
+`run.train_ratio` are added to those due. Every checkpoint first writes the
+unfinished episodes' steps (`SequenceReplay.save_open_episodes`), so a kill
+loses only the steps collected since the newest checkpoint. Evaluations
+and TensorBoard events written after the restored checkpoint are taken
+back (`wm_tf.runtime.run_log`): the resumed run writes them again.
+
+Checkpoints are written every `run.checkpoint_seconds` of wall time and
+every `run.checkpoint_every` train steps (either may be 0: off), and at
+the end.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from wm_tf.agent.builder import Agent, build_agent, example_batch
 from wm_tf.runtime import checkpoints as checkpoints_lib
 from wm_tf.runtime import collector as collector_lib
 from wm_tf.runtime import distribution
+from wm_tf.runtime import run_log
 from wm_tf.runtime import tensorboard_images
 from wm_tf.runtime.environments import inspect_env, make_vector_env
 from wm_tf.runtime.metrics import (ScalarAverager, write_histograms,
@@ -101,19 +111,19 @@ class Trainer:
             self.strategy, config.replay.batch_size)
       except ValueError as e:
         raise config_lib.ConfigError(str(e)) from None
-    self.logdir = logdir
+    self.logdir = os.path.abspath(logdir)
     self.progress = progress
     self.profile_steps = profile_steps
     env = config.env
     # Fails here, before anything is built, on a bad id or space.
     self.spec = inspect_env(env.id, env.max_episode_steps)
     self.config_changes = checkpoints_lib.check_saved_config(
-        logdir, config, allow_config_change)
+        self.logdir, config, allow_config_change)
     keras.utils.set_random_seed(config.seed)
-    os.makedirs(logdir, exist_ok=True)
+    os.makedirs(self.logdir, exist_ok=True)
     self.config_text = config_lib.to_yaml(config)
     checkpoints_lib.write_text_atomically(
-        os.path.join(logdir, 'config.yaml'), self.config_text)
+        os.path.join(self.logdir, 'config.yaml'), self.config_text)
 
     self.agent: Agent = build_agent(config, self.spec, self.strategy)
     rc = config.replay
@@ -121,7 +131,7 @@ class Trainer:
         default_step_spec(self.spec.observation_dim, self.spec.action_dim),
         capacity=max(rc.capacity, rc.sequence_length * env.num_envs),
         sequence_length=rc.sequence_length, num_streams=env.num_envs,
-        seed=config.seed, directory=os.path.join(logdir, 'episodes'))
+        seed=config.seed, directory=os.path.join(self.logdir, 'episodes'))
     self.rng = np.random.default_rng(config.seed)
     self.seeds = tf.random.Generator.from_seed(config.seed)
     # One compiled call per seed: the same draws as the three eager ops it
@@ -136,9 +146,11 @@ class Trainer:
     self.last_histogram = self.last_image = 0
     self.nonfinite_total = 0  # updates skipped for a non-finite loss
     self._update_seconds = []  # wall seconds per update since the last eval
-    self.writer = tf.summary.create_file_writer(logdir)
+    self.compile_seconds: Optional[float] = None  # the first update's time
+    self._bar: Optional[tqdm.tqdm] = None
+    self.evaluations = run_log.EvaluationLog(self.logdir)
     self.checkpoints = checkpoints_lib.RunCheckpoint(
-        os.path.join(logdir, 'checkpoints'), self.agent,
+        os.path.join(self.logdir, 'checkpoints'), self.agent,
         values=self._state_values(), trackables={'seeds': self.seeds},
         max_to_keep=config.run.checkpoints_to_keep)
     self.eval_history: List[Dict[str, float]] = []
@@ -148,8 +160,13 @@ class Trainer:
     self._profiling = False
     self._compile_train_first = self.strategy is None and config.run.jit
     self.resumed_from: Optional[checkpoints_lib.Restored] = None
+    self.dropped_evaluations = 0  # rows after the checkpoint, taken back
     self.reloaded_steps = self._resume()
+    # Opened after the resume so that its file sorts after the session
+    # start `_resume` writes.
+    self.writer = tf.summary.create_file_writer(self.logdir)
     self._last_saved = self.train_steps if self.resumed_from else None
+    self._last_saved_time = time.monotonic()
 
   # -- state ----------------------------------------------------------------
 
@@ -173,13 +190,16 @@ class Trainer:
     }
 
   def _resume(self) -> int:
-    """Restores the newest checkpoint and reloads episodes; returns steps."""
+    """Restores the newest checkpoint, reloads the episodes on disk and
+    sets the counters from them; returns the steps reloaded."""
+    self.checkpoints.remove_interrupted_saves()
+    self.replay.remove_interrupted_writes()
     restored = self.checkpoints.restore_newest()
+    checkpoint_env_steps = 0
     if restored is not None:
       self.checkpoints.discard(restored.skipped)
       v = restored.values
-      self.env_steps = v['env_steps']
-      self.episodes = v['episodes']
+      checkpoint_env_steps = v['env_steps']
       self.updates_due = v['updates_due']
       self.last_log, self.last_eval = v['last_log'], v['last_eval']
       self.last_histogram, self.last_image = (v['last_histogram'],
@@ -188,13 +208,38 @@ class Trainer:
       checkpoints_lib.set_rng_state(self.rng, v['action_rng'])
       checkpoints_lib.set_rng_state(self.replay.rng, v['replay_rng'])
       self.resumed_from = restored
-    if list_episode_files(self.replay.directory):
-      return self.replay.load()
-    return 0
+    stored = self.replay.load() if list_episode_files(
+        self.replay.directory) else 0
+    if restored is None and stored == 0:
+      run_log.mark_session_start(self.logdir, 0)  # a new run
+      return 0
+    self.env_steps = stored
+    self.episodes = self.replay.num_episodes
+    # The updates owed for the data stored after the checkpoint (or taken
+    # back for steps the checkpoint counted and the disk lost).
+    prefill = self.config.run.prefill_steps
+    self.updates_due += self.config.run.train_ratio * (
+        max(stored, prefill) - max(checkpoint_env_steps, prefill))
+    written = len(self.evaluations.rows())
+    kept = self.evaluations.keep_until(self.last_eval)
+    self.dropped_evaluations = written - len(kept)
+    self.eval_history = kept
+    # Every record written before the checkpoint has a step at or below
+    # these; every one written after it, a step above.
+    newest_record = max(self.last_log, self.last_eval, self.last_histogram,
+                        self.last_image) if restored else -1
+    run_log.mark_session_start(self.logdir, newest_record + 1)
+    return stored
 
   def save_checkpoint(self) -> str:
-    """Saves `ckpt-<train step>` with the agent and the run state."""
+    """Saves `ckpt-<train step>` with the agent and the run state.
+
+    The unfinished episodes' steps go to disk first, so the data on disk
+    holds every env step the checkpoint counts.
+    """
+    self.replay.save_open_episodes()
     self._last_saved = self.train_steps
+    self._last_saved_time = time.monotonic()
     return self.checkpoints.save(self.train_steps, self._state_values())
 
   def _reset_seed(self) -> int:
@@ -225,6 +270,9 @@ class Trainer:
 
   def _update(self, averager: ScalarAverager) -> None:
     start = time.perf_counter()
+    first = self.compile_seconds is None
+    if first:
+      self._say_compiling()
     if self._compile_train_first:
       # The full step compiles before any other update program exists,
       # which lowers the run's peak memory (Learner.compile_train).
@@ -235,7 +283,35 @@ class Trainer:
     metrics = self.agent.warmup.update(self.agent.learner, self._batch,
                                        self._seed, self.env_steps)
     self._record_update(metrics, averager)  # fetches the metrics: waits
-    self._update_seconds.append(time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    self._update_seconds.append(seconds)
+    if first:
+      self.compile_seconds = seconds
+      self._say(f'train step compiled in {seconds:.1f} s '
+                f'({"XLA" if self.config.run.jit else "graph"})')
+
+  def _say_compiling(self) -> None:
+    """Shows on the progress bar that the first update is compiling."""
+    if self._bar is not None and not self._bar.disable:
+      self._bar.set_description('compiling the train step')
+      self._bar.refresh()
+
+  def _say(self, line: str) -> None:
+    """A line on stdout (above the progress bar, if there is one)."""
+    if self._bar is not None and not self._bar.disable:
+      self._bar.set_description('')
+      tqdm.tqdm.write(line)
+    else:
+      print(line, flush=True)
+
+  def _train_due(self, averager: ScalarAverager) -> None:
+    """Runs the whole updates due, checkpointing when one is due."""
+    while self.updates_due >= 1.0:
+      self.updates_due -= 1.0
+      with self._profile_context(self.train_steps):
+        self._update(averager)
+      if self._checkpoint_due():
+        self.save_checkpoint()
 
   def _update_ms_since_last_evaluation(self) -> float:
     """Median wall ms of an update (replay sampling included) since the
@@ -244,15 +320,20 @@ class Trainer:
     return 1e3 * float(np.median(times)) if times else float('nan')
 
   def _checkpoint_due(self) -> bool:
-    """A multiple of run.checkpoint_every was reached since the last save.
+    """A multiple of run.checkpoint_every train steps was reached, or
+    run.checkpoint_seconds have passed, since the last save.
 
     Never while non-finite updates are being skipped: the newest
     checkpoint stays the last good one.
     """
-    every = self.config.run.checkpoint_every
-    if not every or self.nonfinite_in_a_row:
+    if self.nonfinite_in_a_row:
       return False
-    return self.train_steps // every > (self._last_saved or 0) // every
+    every = self.config.run.checkpoint_every
+    if every and self.train_steps // every > (self._last_saved or 0) // every:
+      return True
+    seconds = self.config.run.checkpoint_seconds
+    return bool(seconds) and (
+        time.monotonic() - self._last_saved_time >= seconds)
 
   def _record_update(self, metrics, averager: ScalarAverager) -> None:
     """Averages an update's metrics; counts and checks non-finite ones."""
@@ -262,7 +343,7 @@ class Trainer:
       averager.add({'learner/nonfinite': 1.0})
       limit = self.config.run.max_nonfinite_in_a_row
       if self.nonfinite_in_a_row >= limit:
-        newest = self.checkpoints.manager.latest_checkpoint
+        newest = self.checkpoints.latest
         raise NonFiniteLossError(
             f'{self.nonfinite_in_a_row} updates in a row had a non-finite '
             f'loss (run.max_nonfinite_in_a_row={limit}); stopped at train '
@@ -313,14 +394,26 @@ class Trainer:
     return {'eval/return': float(returns.mean()),
             'eval/return_std': float(returns.std())}
 
-  def _append_evaluation(self, row: Dict[str, float]) -> None:
-    """One line per evaluation in logdir/evaluations.csv."""
-    path = os.path.join(self.logdir, 'evaluations.csv')
-    new = not os.path.exists(path)
-    with open(path, 'a') as f:
-      if new:
-        f.write(','.join(row) + '\n')
-      f.write(','.join(str(v) for v in row.values()) + '\n')
+  def _evaluation_due(self) -> bool:
+    """A multiple of run.eval_every was passed since the last evaluation,
+    or the run has reached its end unevaluated."""
+    every = self.config.run.eval_every
+    if not every or self.env_steps <= self.last_eval:
+      return False
+    return (self.env_steps // every > self.last_eval // every or
+            self.env_steps >= self.config.run.total_env_steps)
+
+  def _evaluate_and_record(self, start: float) -> Dict[str, float]:
+    """Evaluates; appends the row to evaluations.csv and TensorBoard."""
+    self.last_eval = self.env_steps
+    result = self.evaluate()
+    row = {'env_steps': self.env_steps, **result,
+           'wall_seconds': time.time() - start,
+           'update_ms': self._update_ms_since_last_evaluation()}
+    self.eval_history.append(row)
+    self.evaluations.append(row)
+    write_scalars(self.writer, result, self.env_steps)
+    return result
 
   def _write_histograms(self) -> None:
     """Histograms of the last batch's latents and of the actions since.
@@ -372,8 +465,12 @@ class Trainer:
     last_eval_return: Optional[float] = None
     summary: Dict[str, float] = {}
     start = time.time()
-    bar = tqdm.tqdm(total=c.run.total_env_steps, initial=self.env_steps,
+    bar = tqdm.tqdm(total=c.run.total_env_steps,
+                    initial=min(self.env_steps, c.run.total_env_steps),
                     disable=not self.progress, unit='step', dynamic_ncols=True)
+    self._bar = bar
+    if self.eval_history:
+      last_eval_return = self.eval_history[-1]['eval/return']
     keep_actions = bool(c.run.histogram_every)
     # The policy's state per environment. Prefill's random steps leave it
     # at the initial state, from which the first policy step starts as an
@@ -404,25 +501,11 @@ class Trainer:
         if (self.env_steps >= c.run.prefill_steps and
             self.replay.can_sample(c.replay.batch_size)):
           self.updates_due += c.run.train_ratio * n
-          while self.updates_due >= 1.0:
-            self.updates_due -= 1.0
-            with self._profile_context(self.train_steps):
-              self._update(averager)
-            if self._checkpoint_due():
-              self.save_checkpoint()
+          self._train_due(averager)
 
-        if c.run.eval_every and (
-            self.env_steps - self.last_eval >= c.run.eval_every or
-            self.env_steps >= c.run.total_env_steps):
-          self.last_eval = self.env_steps
-          result = self.evaluate()
+        if self._evaluation_due():
+          result = self._evaluate_and_record(start)
           last_eval_return = result['eval/return']
-          row = {'env_steps': self.env_steps, **result,
-                 'wall_seconds': time.time() - start,
-                 'update_ms': self._update_ms_since_last_evaluation()}
-          self.eval_history.append(row)
-          self._append_evaluation(row)
-          write_scalars(self.writer, result, self.env_steps)
           summary.update(result)
 
         if self.env_steps - self.last_log >= c.run.log_every:
@@ -452,11 +535,22 @@ class Trainer:
             self.env_steps - self.last_image >= c.run.image_every):
           self.last_image = self.env_steps
           self._write_image()
+      # A resumed run whose data on disk had reached the end: the updates
+      # owed for it, then its final evaluation.
+      if self.replay.can_sample(c.replay.batch_size):
+        self._train_due(averager)
+      if self._evaluation_due():
+        summary.update(self._evaluate_and_record(start))
     finally:
       self._stop_profiler()
       bar.close()
+      self._bar = None
       envs.close()
       self.writer.flush()
+    if self.eval_history and 'eval/return' not in summary:
+      last = self.eval_history[-1]
+      summary.update({k: last[k] for k in ('eval/return', 'eval/return_std')
+                      if k in last})
     if self.nonfinite_in_a_row:
       warnings.warn(
           f'The last {self.nonfinite_in_a_row} updates had a non-finite '
