@@ -361,3 +361,60 @@ def test_a_broken_link_fails(tmp_path):
                       'results.md#sample-efficiency', 'results.md#samples')
   problems = link_problems(doc_paths(root))
   assert len(problems) == 1 and '#samples' in problems[0], problems
+
+
+# A short run of the default config: small models, no XLA, 300 env steps.
+SHORT_RUN = (
+    'run.total_env_steps=300', 'run.prefill_steps=100', 'warmup.steps=150',
+    'run.eval_every=150', 'run.eval_episodes=2', 'run.checkpoint_seconds=1',
+    'run.histogram_every=0', 'run.image_every=0', 'encoder.units=32',
+    'representation_learner.units=32', 'dynamics.units=32',
+    'heads.reward.units=32', 'heads.continue.units=32',
+    'heads.decoder.units=32', 'actor.units=32', 'critic.units=32',
+    'replay.batch_size=4', 'replay.sequence_length=8', 'run.jit=false')
+
+
+def quick_start_commands():
+  """The README quick start's `python -m launch.*` commands, in order."""
+  text = read(README)
+  section = text[text.index('## Quick start'):text.index('## Results')]
+  blocks, _ = split_fences(section)
+  commands = []
+  for language, body in blocks:
+    if language in SHELL_LANGUAGES:
+      for tokens in shell_commands(body):
+        parsed = python_module_command(tokens)
+        if parsed and parsed[0].startswith('launch.'):
+          commands.append(tokens[tokens.index('-m') - 1:])
+  return commands
+
+
+def test_readme_quick_start_runs_as_written(tmp_path):
+  """Train, rerun (resume), evaluate and export as the README writes them,
+  from a working directory outside the repository, so the default --logdir
+  and --config are relative; the train commands get a short budget added."""
+  commands = quick_start_commands()
+  modules = [c[2] for c in commands]
+  assert modules == ['launch.train', 'launch.train', 'launch.evaluate',
+                     'launch.export'], commands
+  work = tmp_path / 'work'
+  work.mkdir()
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+  outputs = []
+  for tokens in commands:
+    argv = [sys.executable] + tokens[1:]
+    if tokens[2] == 'launch.train':
+      argv += [f'--set={o}' for o in SHORT_RUN] + ['--noprogress']
+    result = subprocess.run(argv, cwd=work, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, (tokens, result.stdout[-2000:],
+                                    result.stderr[-3000:])
+    outputs.append(result.stdout)
+  first, rerun, evaluated, exported = outputs
+  assert 'done: 300 env steps' in first
+  assert re.search(r'last eval return -?\d', first)
+  assert 'resumed from ' in rerun and 'done: 300 env steps' in rerun
+  assert re.search(r'last eval return -?\d', rerun)  # not nan
+  assert 'mean' in evaluated
+  assert (work / 'models' / 'cartpole' / '1' / 'saved_model.pb').exists()
+  assert 'exported' in exported
