@@ -10,6 +10,7 @@ import logging
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 flags.DEFINE_string('logdir', None,
                     'Run directory (config.yaml, checkpoints/).')
@@ -29,6 +30,9 @@ def main(argv):
     if not FLAGS[name].value:
       print(f'error: --{name} is required.', file=sys.stderr)
       sys.exit(2)
+  if not FLAGS['verbosity'].present:
+    # TensorFlow's Python logger reports every SavedModel file at INFO.
+    absl_logging.set_verbosity(absl_logging.WARNING)
   # Heavy imports after flag parsing so --help is fast.
   from wm_tf.runtime.export import ExportError, export_run
   try:

@@ -167,3 +167,49 @@ def test_trainer_under_mirrored_strategy_and_portable_checkpoint(mirrored,
   with pytest.raises(ConfigError, match='multiple of the 2 replicas'):
     Trainer(load_config(None, overrides + ['replay.batch_size=3']),
             str(tmp_path / 'odd'), progress=False, strategy=mirrored)
+
+
+class _Cluster:
+  """A strategy as `worker_index` sees it: only its cluster resolver."""
+
+  def __init__(self, cluster, task_type, task_id):
+    self.cluster_resolver = (
+        tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(cluster), task_type=task_type,
+            task_id=task_id))
+
+
+WORKERS = {'worker': ['127.0.0.1:1', '127.0.0.1:2', '127.0.0.1:3']}
+WITH_CHIEF = {'chief': ['127.0.0.1:0'], 'worker': ['127.0.0.1:1']}
+
+
+def test_worker_index_follows_tf_config_order(mirrored):
+  assert distribution.worker_index(None) == 0
+  assert distribution.worker_index(tf.distribute.get_strategy()) == 0
+  assert distribution.worker_index(mirrored) == 0
+  assert [distribution.worker_index(_Cluster(WORKERS, 'worker', i))
+          for i in range(3)] == [0, 1, 2]
+  assert distribution.worker_index(_Cluster(WITH_CHIEF, 'chief', 0)) == 0
+  assert distribution.worker_index(_Cluster(WITH_CHIEF, 'worker', 0)) == 1
+
+
+def test_worker_seed_keeps_worker_0_and_separates_the_others():
+  workers = [_Cluster(WORKERS, 'worker', i) for i in range(3)]
+  assert distribution.worker_seed(7, None) == 7
+  assert distribution.worker_seed(7, workers[0]) == 7
+  ints = [distribution.worker_seed(7, w) for w in workers]
+  assert len(set(ints)) == 3 and all(0 <= s < 2**31 for s in ints)
+  assert ints[1] == int(np.random.SeedSequence([7, 1]).generate_state(1)[0]
+                        // 2)
+  # Another config seed moves every worker's seed.
+  assert distribution.worker_seed(8, workers[1]) != ints[1]
+
+  seed = tf.constant([3, 4], tf.int32)
+  assert distribution.worker_seed(seed, workers[0]) is seed
+  tensors = [distribution.worker_seed(seed, w).numpy() for w in workers]
+  assert tensors[1].dtype == np.int32 and tensors[1].shape == (2,)
+  assert not np.array_equal(tensors[1], tensors[0])
+  assert not np.array_equal(tensors[1], tensors[2])
+  # The draws of an acting step differ between workers.
+  draws = [tf.random.stateless_uniform([4], s).numpy() for s in tensors]
+  assert not np.allclose(draws[0], draws[1])

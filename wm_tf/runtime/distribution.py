@@ -20,6 +20,13 @@ Registry `STRATEGIES`, launcher flag `--strategy`:
     a name or grpc:// address): connects to the cluster and initialises
     the TPU system first. Not tested here (no TPU).
 
+Workers: `worker_seed(seed, strategy)` is the seed a worker collects
+with (environment resets, random prefill actions, replay sampling, acting
+draws): worker 0 of TF_CONFIG keeps `seed`, so one worker collects what a
+run without a cluster collects, and every other worker mixes in its index,
+so that it adds episodes of its own. Model weights start from the config
+seed on every worker and stay equal through the synchronised updates.
+
 Batches: `distribute_batch(strategy, batch)` splits a replay batch along
 its first axis into one shard per local replica with
 `experimental_distribute_values_from_function`, synchronously in the
@@ -31,7 +38,7 @@ and would consume the replay's random generator ahead of the train steps
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import numpy as np
 import tensorflow as tf
@@ -100,6 +107,46 @@ def replicates(strategy: Optional[tf.distribute.Strategy]) -> bool:
 def local_replicas(strategy: tf.distribute.Strategy) -> int:
   """Replicas on this worker (all of them except under multi_worker)."""
   return len(strategy.extended.worker_devices)
+
+
+def worker_index(strategy: Optional[tf.distribute.Strategy]) -> int:
+  """This worker's place in the cluster: 0 for the chief, or without one.
+
+  TF_CONFIG's tasks in order: the chief (if any) is 0, then worker i is
+  i + 1 with a chief, else i. None, the default strategy, one machine's
+  strategies and a TF_CONFIG-less MultiWorkerMirroredStrategy give 0.
+  """
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or resolver.task_type not in ('chief', 'worker'):
+    return 0
+  if resolver.task_type == 'chief':
+    return 0
+  chiefs = len(resolver.cluster_spec().as_dict().get('chief', ()))
+  return chiefs + int(resolver.task_id or 0)
+
+
+def worker_seed(seed: Union[int, tf.Tensor],
+                strategy: Optional[tf.distribute.Strategy]
+                ) -> Union[int, tf.Tensor]:
+  """This worker's seed of what it collects, derived from `seed`.
+
+  Args:
+    seed: a Python int (a NumPy or environment seed), or an int32 [2]
+      stateless seed (an acting step's).
+    strategy: the strategy the trainer runs under, or None.
+
+  Returns:
+    `seed` itself on worker 0 (see `worker_index`); on worker k > 0, for
+    an int the first word of `np.random.SeedSequence([seed, k])` shifted
+    to [0, 2**31), for a tensor `stateless_fold_in(seed, k)`.
+  """
+  index = worker_index(strategy)
+  if index == 0:
+    return seed
+  if isinstance(seed, (int, np.integer)):
+    return int(np.random.SeedSequence([int(seed), index]).generate_state(
+        1)[0] >> 1)
+  return tf.random.experimental.stateless_fold_in(seed, index)
 
 
 def local_batch_size(strategy: tf.distribute.Strategy,

@@ -126,13 +126,16 @@ class Trainer:
         os.path.join(self.logdir, 'config.yaml'), self.config_text)
 
     self.agent: Agent = build_agent(config, self.spec, self.strategy)
+    # Each worker of a cluster collects its own data (worker 0: config seed).
+    self.collect_seed = distribution.worker_seed(config.seed, self.strategy)
     rc = config.replay
     self.replay = SequenceReplay(
         default_step_spec(self.spec.observation_dim, self.spec.action_dim),
         capacity=max(rc.capacity, rc.sequence_length * env.num_envs),
         sequence_length=rc.sequence_length, num_streams=env.num_envs,
-        seed=config.seed, directory=os.path.join(self.logdir, 'episodes'))
-    self.rng = np.random.default_rng(config.seed)
+        seed=self.collect_seed,
+        directory=os.path.join(self.logdir, 'episodes'))
+    self.rng = np.random.default_rng(self.collect_seed)
     self.seeds = tf.random.Generator.from_seed(config.seed)
     # One compiled call per seed: the same draws as the three eager ops it
     # replaces, in 110 us instead of 280 (CartPole acts in about 310 us).
@@ -245,14 +248,15 @@ class Trainer:
   def _reset_seed(self) -> int:
     """Seed of the environments' reset.
 
-    A new run uses the config seed. A resumed run mixes in the number of
-    episodes on disk, so it does not replay (and store again) the episodes
-    that a run killed after its checkpoint already stored.
+    A new run uses `collect_seed` (the config seed but on workers after the
+    first). A resumed run mixes in the number of episodes on disk, so it
+    does not replay (and store again) the episodes that a run killed after
+    its checkpoint already stored.
     """
     stored = len(list_episode_files(self.replay.directory))
     if stored == 0:
-      return self.config.seed
-    sequence = np.random.SeedSequence([self.config.seed, stored])
+      return self.collect_seed
+    sequence = np.random.SeedSequence([self.collect_seed, stored])
     return int(sequence.generate_state(1)[0] >> 1)
 
   # -- updates --------------------------------------------------------------
@@ -480,7 +484,9 @@ class Trainer:
     def choose(obs):
       if self.env_steps < c.run.prefill_steps:
         return collector_lib.random_actions(self.rng, self.spec, n)
-      action, stats = acting.act(obs, collector.is_first, self._seed())
+      action, stats = acting.act(
+          obs, collector.is_first,
+          distribution.worker_seed(self._seed(), self.strategy))
       averager.add(stats)  # acting/uncertain_steps with acting.uncertainty
       return action
 
