@@ -48,9 +48,10 @@ def randomise(agent, observation_dim, seed):
     actor.out.bias.assign(actor.out.bias.numpy() - np.median(outputs, 0))
 
 
-def make_run(logdir, env_id, seed):
+def make_run(logdir, env_id, seed, overrides=()):
     """A run directory as the trainer leaves it; returns the Trainer."""
-    config = config_lib.load_config(None, TINY + [f"env.id={env_id}"])
+    config = config_lib.load_config(
+        None, TINY + [f"env.id={env_id}"] + list(overrides))
     trainer = Trainer(config, str(logdir), progress=False)
     randomise(trainer.agent, trainer.spec.observation_dim, seed)
     trainer.checkpoints.save(checkpoint_number=7)

@@ -94,9 +94,31 @@ class Normal(tfd.Normal):
     return noise * scale + loc
 
 
+class Deterministic(tfd.Deterministic):
+  """`tfd.Deterministic` at `loc` [...] with zero tolerances.
+
+  Its batch shape is loc's own, so the mean and mode are loc itself: TFP's
+  broadcast of loc to the batch shape would put a shape broadcast
+  (BroadcastArgs) into every acting graph, which ONNX runtimes and TFLite's
+  built-in ops cannot run.
+  """
+
+  def __init__(self, loc, name='Deterministic'):
+    parameters = dict(locals())
+    super().__init__(loc, name=name)
+    self._parameters = parameters
+
+  @classmethod
+  def _parameter_properties(cls, dtype, num_classes=None):
+    return dict(loc=tfp.util.ParameterProperties())
+
+  def _mean(self):
+    return tf.identity(tf.convert_to_tensor(self.loc))
+
+
 def deterministic(loc: tf.Tensor) -> tfd.Distribution:
   """A point mass over vectors [..., D] (event rank 1)."""
-  return tfd.Independent(tfd.Deterministic(loc), reinterpreted_batch_ndims=1)
+  return tfd.Independent(Deterministic(loc), reinterpreted_batch_ndims=1)
 
 
 def normal(loc: tf.Tensor, scale) -> tfd.Distribution:
