@@ -151,22 +151,37 @@ class ServingPolicy(tf.Module):
     return self._models.policy
 
   def _check_inputs(self, observation, state):
-    """Asserts that observation [B, O] and state [B, S] agree and are
-    finite; the signature has fixed O and S already."""
+    """Asserts that observation [B, O] and state [B, S] have these shapes,
+    one B, and finite values.
+
+    A loaded SavedModel's signatures do not check shapes against their
+    specs, so every check runs in the graph. The shape checks compare
+    sizes as well: the rank of a tensor with a known static rank is folded
+    to a constant, whatever is fed.
+    """
     o, s = self.spec.observation_dim, self.state_size
-    checks = [
-        tf.debugging.assert_equal(
-            tf.shape(state)[0], tf.shape(observation)[0], message=(
-                f'Input state must be float32 [B, {s}] with B the batch '
-                f'size of observation [B, {o}]; the batch sizes differ.')),
-        tf.debugging.assert_all_finite(observation, message=(
-            f'Input observation float32 [B, {o}] must be finite; it holds '
-            'NaN or inf.')),
-    ]
-    if s:
-      checks.append(tf.debugging.assert_all_finite(state, message=(
-          f'Input state float32 [B, {s}] must be finite; it holds NaN or '
-          'inf.')))
+    batch = tf.shape(observation)[0]
+    checks = []
+    for name, tensor, width in (('observation', observation, o),
+                                ('state', state, s)):
+      shape = tf.shape(tensor)
+      fits = tf.logical_and(
+          tf.reduce_all(tf.equal(shape[1:], width)),
+          tf.equal(tf.size(tensor), shape[0] * width))
+      checks.append(tf.debugging.Assert(fits, [
+          f'Input {name} must be float32 [B, {width}]; got shape', shape]))
+    checks.append(tf.debugging.assert_equal(
+        tf.shape(state)[0], batch, message=(
+            f'Input state must be float32 [B, {s}] with B the batch size of '
+            f'observation [B, {o}]; the batch sizes differ.')))
+    with tf.control_dependencies(checks):
+      checks = [tf.debugging.assert_all_finite(observation, message=(
+          f'Input observation float32 [B, {o}] must be finite; it holds '
+          'NaN or inf.'))]
+      if s:
+        checks.append(tf.debugging.assert_all_finite(state, message=(
+            f'Input state float32 [B, {s}] must be finite; it holds NaN or '
+            'inf.')))
     with tf.control_dependencies(checks):
       return tf.identity(observation), tf.identity(state)
 
