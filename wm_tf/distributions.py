@@ -95,25 +95,25 @@ class Normal(tfd.Normal):
 
 
 class Deterministic(tfd.Deterministic):
-  """`tfd.Deterministic` at `loc` [...] with zero tolerances.
+  """`tfd.Deterministic` whose mean and mode are loc itself when it has no
+  tolerances (then its batch shape is loc's own).
 
-  Its batch shape is loc's own, so the mean and mode are loc itself: TFP's
-  broadcast of loc to the batch shape would put a shape broadcast
-  (BroadcastArgs) into every acting graph, which ONNX runtimes and TFLite's
-  built-in ops cannot run.
+  TFP broadcasts loc to the batch shape, which puts a shape broadcast
+  (BroadcastArgs) into every acting graph: ONNX runtimes and TFLite's
+  built-in ops cannot run it.
   """
 
-  def __init__(self, loc, name='Deterministic'):
+  def __init__(self, loc, atol=None, rtol=None, validate_args=False,
+               allow_nan_stats=True, name='Deterministic'):
     parameters = dict(locals())
-    super().__init__(loc, name=name)
+    super().__init__(loc, atol=atol, rtol=rtol, validate_args=validate_args,
+                     allow_nan_stats=allow_nan_stats, name=name)
     self._parameters = parameters
 
-  @classmethod
-  def _parameter_properties(cls, dtype, num_classes=None):
-    return dict(loc=tfp.util.ParameterProperties())
-
   def _mean(self):
-    return tf.identity(tf.convert_to_tensor(self.loc))
+    if self.parameters['atol'] is None and self.parameters['rtol'] is None:
+      return tf.identity(tf.convert_to_tensor(self.loc))
+    return super()._mean()
 
 
 def deterministic(loc: tf.Tensor) -> tfd.Distribution:
