@@ -27,8 +27,13 @@ setup(
         'matplotlib>=3.7',
     ],
     extras_require={
-        # The tests render CartPole episodes to GIF, so they need 'video' too.
-        'test': ['pytest>=8', 'imageio>=2.30', 'pygame>=2.1'],
+        # The tests render CartPole episodes to GIF, so they need 'video' too,
+        # and they run the ONNX export, so 'onnx' too.
+        'test': ['pytest>=8', 'imageio>=2.30', 'pygame>=2.1',
+                 'tf2onnx==1.17.*', 'onnx>=1.17,<2', 'onnxruntime>=1.20,<2'],
+        # launch.export --formats=onnx (tf2onnx converts, onnx and
+        # onnxruntime check the file).
+        'onnx': ['tf2onnx==1.17.*', 'onnx>=1.17,<2', 'onnxruntime>=1.20,<2'],
         'video': ['imageio>=2.30', 'pygame>=2.1'],  # pygame draws CartPole
         'profile': ['tensorboard-plugin-profile'],
     },

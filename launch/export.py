@@ -1,9 +1,11 @@
-r"""Exports the newest checkpoint of a run as a SavedModel for TF Serving.
+r"""Exports the newest checkpoint of a run for serving.
 
-  python -m launch.export --logdir=/tmp/run --output=/tmp/models/cartpole
+  python -m launch.export --logdir=/tmp/run --output=/tmp/models/cartpole \
+      --formats=saved_model,onnx,tflite
 
-writes /tmp/models/cartpole/<version>/ (1, or the next free integer), with
-the signatures described in `wm_tf.runtime.export`.
+writes version N (1, or the next free integer) of /tmp/models/cartpole:
+N/ (the SavedModel, signatures in `wm_tf.runtime.export`), N.onnx and
+N.tflite (the deterministic policy, `wm_tf.runtime.portable_export`).
 """
 
 import logging
@@ -12,15 +14,26 @@ import sys
 from absl import app, flags
 from absl import logging as absl_logging
 
+from wm_tf.runtime import export_formats
+
 flags.DEFINE_string('logdir', None,
                     'Run directory (config.yaml, checkpoints/).')
 flags.DEFINE_string('output', None,
                     'Model base directory; the SavedModel goes to '
-                    'OUTPUT/<version>/.')
+                    'OUTPUT/<version>/, ONNX and TFLite files to '
+                    'OUTPUT/<version>.onnx and OUTPUT/<version>.tflite.')
 flags.DEFINE_integer('version', None,
                      'Version number (default: 1 more than the largest '
                      'present, or 1).')
+flags.DEFINE_list('formats', list(export_formats.DEFAULT_FORMATS),
+                  'Comma-separated formats to write, of '
+                  f'{", ".join(export_formats.FORMATS)}.')
 FLAGS = flags.FLAGS
+
+
+def _fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
 
 
 def main(argv):
@@ -28,22 +41,26 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   for name in ('logdir', 'output'):
     if not FLAGS[name].value:
-      print(f'error: --{name} is required.', file=sys.stderr)
-      sys.exit(2)
+      _fail(f'--{name} is required.')
   if not FLAGS['verbosity'].present:
     # TensorFlow's Python logger reports every SavedModel file at INFO.
     absl_logging.set_verbosity(absl_logging.WARNING)
-  # Heavy imports after flag parsing so --help is fast.
-  from wm_tf.runtime.export import ExportError, export_run
   try:
-    path = export_run(FLAGS.logdir, FLAGS.output, FLAGS.version)
+    formats = export_formats.check_formats(FLAGS.formats)
+  except ValueError as e:
+    _fail(f'--formats: {e}')
+  # Heavy imports after flag checks so --help and flag errors are fast.
+  from wm_tf.runtime.export import ExportError, export_run_formats
+  try:
+    paths = export_run_formats(FLAGS.logdir, FLAGS.output, FLAGS.version,
+                               formats)
   except ExportError as e:
-    print(f'error: {e}', file=sys.stderr)
     # A failed restore leaves objects that warn about unrestored values as
-    # the interpreter exits; the error above already says what is wrong.
+    # the interpreter exits; the error below already says what is wrong.
     logging.getLogger('tensorflow').setLevel(logging.ERROR)
-    sys.exit(2)
-  print(f'exported {FLAGS.logdir} to {path}')
+    _fail(str(e))
+  for format_, path in paths.items():
+    print(f'exported {FLAGS.logdir} as {format_} to {path}')
 
 
 if __name__ == '__main__':

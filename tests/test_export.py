@@ -48,9 +48,10 @@ def randomise(agent, observation_dim, seed):
     actor.out.bias.assign(actor.out.bias.numpy() - np.median(outputs, 0))
 
 
-def make_run(logdir, env_id, seed):
+def make_run(logdir, env_id, seed, overrides=()):
     """A run directory as the trainer leaves it; returns the Trainer."""
-    config = config_lib.load_config(None, TINY + [f"env.id={env_id}"])
+    config = config_lib.load_config(
+        None, TINY + [f"env.id={env_id}"] + list(overrides))
     trainer = Trainer(config, str(logdir), progress=False)
     randomise(trainer.agent, trainer.spec.observation_dim, seed)
     trainer.checkpoints.save(checkpoint_number=7)
@@ -327,3 +328,33 @@ def test_launcher_error_is_one_message(tmp_path, flags):
     assert last.startswith("error: ")
     assert "/no/such/run" in last or "--logdir" in last
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------
+# The signatures check their inputs (from a loaded SavedModel, which does
+# not check shapes against the signature's specs itself).
+
+@pytest.mark.parametrize("observation, state, message", [
+    (np.zeros((2, 4)), np.zeros((1, 0)),
+     r"Input state must be float32 \[B, 0\] with B the batch size of "
+     r"observation \[B, 4\]"),
+    (np.zeros((1, 5)), np.zeros((1, 0)),
+     r"Input observation must be float32 \[B, 4\]; got shape\] \[1 5\]"),
+    (np.zeros((1, 4, 4)), np.zeros((1, 0)),
+     r"Input observation must be float32 \[B, 4\]; got shape\] \[1 4 4\]"),
+    (np.zeros((1, 4)), np.zeros((1, 3)),
+     r"Input state must be float32 \[B, 0\]; got shape\] \[1 3\]"),
+    (np.array([[0.0, np.nan, 0.0, 0.0]]), np.zeros((1, 0)),
+     r"Input observation float32 \[B, 4\] must be finite"),
+])
+def test_signatures_refuse_inconsistent_inputs(cartpole, observation, state,
+                                               message):
+    model = cartpole["model"]
+    for name in ("serving_default", "action"):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            model.signatures[name](
+                observation=tf.constant(observation, tf.float32),
+                state=tf.constant(state, tf.float32),
+                deterministic=tf.constant(True), seed=tf.constant([0, 0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=">= 0"):
+        model.signatures["initial_state"](batch_size=tf.constant(-1))

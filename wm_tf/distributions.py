@@ -94,9 +94,31 @@ class Normal(tfd.Normal):
     return noise * scale + loc
 
 
+class Deterministic(tfd.Deterministic):
+  """`tfd.Deterministic` whose mean and mode are loc itself when it has no
+  tolerances (then its batch shape is loc's own).
+
+  TFP broadcasts loc to the batch shape, which puts a shape broadcast
+  (BroadcastArgs) into every acting graph: ONNX runtimes and TFLite's
+  built-in ops cannot run it.
+  """
+
+  def __init__(self, loc, atol=None, rtol=None, validate_args=False,
+               allow_nan_stats=True, name='Deterministic'):
+    parameters = dict(locals())
+    super().__init__(loc, atol=atol, rtol=rtol, validate_args=validate_args,
+                     allow_nan_stats=allow_nan_stats, name=name)
+    self._parameters = parameters
+
+  def _mean(self):
+    if self.parameters['atol'] is None and self.parameters['rtol'] is None:
+      return tf.identity(tf.convert_to_tensor(self.loc))
+    return super()._mean()
+
+
 def deterministic(loc: tf.Tensor) -> tfd.Distribution:
   """A point mass over vectors [..., D] (event rank 1)."""
-  return tfd.Independent(tfd.Deterministic(loc), reinterpreted_batch_ndims=1)
+  return tfd.Independent(Deterministic(loc), reinterpreted_batch_ndims=1)
 
 
 def normal(loc: tf.Tensor, scale) -> tfd.Distribution:

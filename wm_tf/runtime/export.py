@@ -52,6 +52,7 @@ import tensorflow as tf
 from wm_tf import config as config_lib
 from wm_tf.agent.builder import Agent
 from wm_tf.runtime import checkpoints as checkpoints_lib
+from wm_tf.runtime import export_formats
 from wm_tf.runtime.environments import EnvSpec
 
 
@@ -144,8 +145,49 @@ class ServingPolicy(tf.Module):
         used[id(v)] = v
     self.serving_variables = list(used.values())
 
+  @property
+  def policy(self):
+    """The wrapped `wm_tf.agent.policy.Policy`."""
+    return self._models.policy
+
+  def _check_inputs(self, observation, state):
+    """Asserts that observation [B, O] and state [B, S] have these shapes,
+    one B, and finite values.
+
+    A loaded SavedModel's signatures do not check shapes against their
+    specs, so every check runs in the graph. The shape checks compare
+    sizes as well: the rank of a tensor with a known static rank is folded
+    to a constant, whatever is fed.
+    """
+    o, s = self.spec.observation_dim, self.state_size
+    batch = tf.shape(observation)[0]
+    checks = []
+    for name, tensor, width in (('observation', observation, o),
+                                ('state', state, s)):
+      shape = tf.shape(tensor)
+      fits = tf.logical_and(
+          tf.reduce_all(tf.equal(shape[1:], width)),
+          tf.equal(tf.size(tensor), shape[0] * width))
+      checks.append(tf.debugging.Assert(fits, [
+          f'Input {name} must be float32 [B, {width}]; got shape', shape]))
+    checks.append(tf.debugging.assert_equal(
+        tf.shape(state)[0], batch, message=(
+            f'Input state must be float32 [B, {s}] with B the batch size of '
+            f'observation [B, {o}]; the batch sizes differ.')))
+    with tf.control_dependencies(checks):
+      checks = [tf.debugging.assert_all_finite(observation, message=(
+          f'Input observation float32 [B, {o}] must be finite; it holds '
+          'NaN or inf.'))]
+      if s:
+        checks.append(tf.debugging.assert_all_finite(state, message=(
+            f'Input state float32 [B, {s}] must be finite; it holds NaN or '
+            'inf.')))
+    with tf.control_dependencies(checks):
+      return tf.identity(observation), tf.identity(state)
+
   def _action(self, observation, state, deterministic, seed
               ) -> Dict[str, tf.Tensor]:
+    observation, state = self._check_inputs(observation, state)
     # A reset row holds the initial state, from which a step is a first
     # step: is_first is not needed.
     is_first = tf.zeros([tf.shape(observation)[0]], tf.bool)
@@ -166,6 +208,10 @@ class ServingPolicy(tf.Module):
     return outputs
 
   def _initial_state(self, batch_size) -> Dict[str, tf.Tensor]:
+    check = tf.debugging.assert_non_negative(batch_size, message=(
+        'Input batch_size int32 [] must be >= 0.'))
+    with tf.control_dependencies([check]):
+      batch_size = tf.identity(batch_size)
     return {'state': self._state.flatten(
         self._models.policy.initial_state(batch_size))}
 
@@ -248,28 +294,90 @@ def restore_run(logdir: str) -> RestoredRun:
 
 
 def next_version(output: str) -> int:
-  """1 more than the largest integer-named directory in `output` (or 1)."""
-  if not os.path.isdir(output):
-    return 1
-  versions = [int(n) for n in os.listdir(output)
-              if n.isdigit() and os.path.isdir(os.path.join(output, n))]
-  return max(versions, default=0) + 1
+  """1 more than the largest version in `output` (or 1): integer-named
+  directories and N.onnx / N.tflite files (`export_formats.taken_versions`).
+  """
+  return max(export_formats.taken_versions(output), default=0) + 1
 
 
-def version_path(output: str, version: Optional[int] = None) -> str:
-  """`output/<version>/`, checked to be free (version None: the next one)."""
+def format_paths(output: str, version: Optional[int] = None,
+                 formats: Sequence[str] = export_formats.DEFAULT_FORMATS
+                 ) -> Dict[str, str]:
+  """{format: path} of `version` in `output` (None: the next one), checked
+  to be free (see `wm_tf.runtime.export_formats` for the layout)."""
   if os.path.exists(output) and not os.path.isdir(output):
     raise ExportError(f'Output {output!r} exists and is not a directory.')
+  try:
+    formats = export_formats.check_formats(formats)
+  except ValueError as e:
+    raise ExportError(str(e)) from None
   if version is None:
     version = next_version(output)
   if version < 1:
     raise ExportError(f'Version must be an integer >= 1, got {version}.')
-  path = os.path.join(output, str(version))
-  if os.path.exists(path):
-    raise ExportError(
-        f'{path!r} already exists; choose another --version or omit it to '
-        f'use the next free one ({next_version(output)}).')
-  return path
+  paths = {f: export_formats.format_path(output, version, f) for f in formats}
+  for path in paths.values():
+    if os.path.exists(path):
+      raise ExportError(
+          f'{path!r} already exists; choose another --version or omit it to '
+          f'use the next free one ({next_version(output)}).')
+  return paths
+
+
+def version_path(output: str, version: Optional[int] = None) -> str:
+  """`output/<version>/`, checked to be free (version None: the next one)."""
+  return format_paths(output, version)['saved_model']
+
+
+def _partial_path(path: str) -> str:
+  """Where `path` is written before it is renamed into place."""
+  return os.path.join(os.path.dirname(path),
+                      f'.partial-{os.path.basename(path)}-{os.getpid()}')
+
+
+def _remove(path: str) -> None:
+  if os.path.isdir(path):
+    shutil.rmtree(path, ignore_errors=True)
+  elif os.path.exists(path):
+    os.remove(path)
+
+
+def save_formats(serving: ServingPolicy, output: str,
+                 version: Optional[int] = None,
+                 formats: Sequence[str] = export_formats.DEFAULT_FORMATS
+                 ) -> Dict[str, str]:
+  """Writes `serving` in `formats` as `version` of `output`; returns
+  {format: path}.
+
+  Every file is written beside its target and renamed into place, the
+  SavedModel last, so a server watching `output` never sees a half-written
+  version, nor a version whose ONNX or TFLite file is still missing.
+
+  Raises:
+    ExportError: a path is taken, or a format cannot be written (the
+      policy plans, a converter or its check fails).
+  """
+  paths = format_paths(output, version, formats)
+  portable_paths = {f: p for f, p in paths.items() if f != 'saved_model'}
+  if portable_paths:
+    # Imported here: tf2onnx and onnxruntime are an optional extra.
+    from wm_tf.runtime import portable_export  # pylint: disable=import-outside-toplevel
+    portable = portable_export.PortablePolicy(serving.policy, serving.spec)
+  os.makedirs(output, exist_ok=True)
+  partials = {f: _partial_path(p) for f, p in paths.items()}
+  try:
+    if portable_paths:
+      portable_export.write_portable(
+          portable, {f: partials[f] for f in portable_paths})
+    if 'saved_model' in paths:
+      tf.saved_model.save(serving, partials['saved_model'],
+                          signatures=serving.signatures())
+    for format_ in sorted(paths, key=lambda f: f == 'saved_model'):
+      os.rename(partials[format_], paths[format_])
+  finally:
+    for partial in partials.values():
+      _remove(partial)
+  return paths
 
 
 def save_serving_policy(serving: ServingPolicy, output: str,
@@ -279,16 +387,7 @@ def save_serving_policy(serving: ServingPolicy, output: str,
   The SavedModel is written beside the target and renamed into place, so
   a server watching `output` never sees a half-written version.
   """
-  path = version_path(output, version)
-  os.makedirs(output, exist_ok=True)
-  partial = os.path.join(output, f'.partial-{os.path.basename(path)}-'
-                         f'{os.getpid()}')
-  try:
-    tf.saved_model.save(serving, partial, signatures=serving.signatures())
-    os.rename(partial, path)
-  finally:
-    shutil.rmtree(partial, ignore_errors=True)
-  return path
+  return save_formats(serving, output, version)['saved_model']
 
 
 def export_run(logdir: str, output: str, version: Optional[int] = None
@@ -307,5 +406,22 @@ def export_run(logdir: str, output: str, version: Optional[int] = None
   Raises:
     ExportError: with one message saying what is wrong.
   """
-  version_path(output, version)  # fail before the slow restore
-  return save_serving_policy(restore_run(logdir).serving, output, version)
+  return export_run_formats(logdir, output, version)['saved_model']
+
+
+def export_run_formats(logdir: str, output: str,
+                       version: Optional[int] = None,
+                       formats: Sequence[str] = (
+                           export_formats.DEFAULT_FORMATS)
+                       ) -> Dict[str, str]:
+  """`export_run` in several formats (`wm_tf.runtime.export_formats`).
+
+  Returns:
+    {format: path written}, e.g. {'saved_model': 'DIR/3',
+    'onnx': 'DIR/3.onnx', 'tflite': 'DIR/3.tflite'}.
+
+  Raises:
+    ExportError: with one message saying what is wrong.
+  """
+  format_paths(output, version, formats)  # fail before the slow restore
+  return save_formats(restore_run(logdir).serving, output, version, formats)
