@@ -23,14 +23,13 @@ def symexp(x: tf.Tensor) -> tf.Tensor:
 
 
 # The stateless RNG algorithm of every sample drawn by wm_tf. TFP's samplers
-# use tf.random's 'auto_select', which XLA's CPU backend lowers to a generic
-# path: 2M normals took ~340 ms there against ~13 ms with Philox (timed on
-# the 2-core CPU of docs/results.md, commit 36e8645). Philox is TF's own CPU/GPU
+# use tf.random's 'auto_select', which XLA's CPU backend lowers to a slow
+# generic path (docs/results.md has the timing); Philox is TF's own CPU/GPU
 # default.
 RNG_ALGORITHM = 'philox'
-# The algorithm inside `xla_sampling()`: Threefry made the default XLA train
-# step 2% faster than Philox (paired timings, 0.978 and 0.981), but only
-# XLA implements it: TensorFlow's own CPU kernels refuse it.
+# The algorithm inside `xla_sampling()`: faster than Philox in the XLA train
+# step (docs/results.md), but only XLA implements it: TensorFlow's own CPU
+# kernels refuse it.
 XLA_RNG_ALGORITHM = 'threefry'
 
 _sampling = threading.local()
