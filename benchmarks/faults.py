@@ -55,25 +55,33 @@ from absl import app, flags, logging
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DAMAGES = ('truncate', 'bitflip', 'state_file')
 
-flags.DEFINE_integer('rounds', 10, 'Kill rounds before the final run.')
-flags.DEFINE_list('damage', list(DAMAGES),
-                  f'Damage applied after kills, in turn: {", ".join(DAMAGES)}.')
-flags.DEFINE_integer('damage_every', 2,
-                     'Damage the newest checkpoint after every Nth kill.')
-flags.DEFINE_string('config', os.path.join(REPO_ROOT, 'configs',
-                                           'cartpole.yaml'), 'Run config.')
-flags.DEFINE_multi_string(
-    'set', ['run.total_env_steps=4000', 'run.checkpoint_seconds=4',
-            'run.eval_every=1000', 'run.eval_episodes=3', 'run.log_every=100'],
-    'Config overrides of the run (key.path=value).')
-flags.DEFINE_float('max_kill_seconds', 40.0,
-                   'A kill lands uniformly in [0, this] seconds after start.')
-flags.DEFINE_integer('seed', 0, 'Seed of the kill times.')
-flags.DEFINE_string('output', 'benchmarks/results/faults.json',
-                    'Report path (.json; .csv and .png beside it).')
-flags.DEFINE_string('workdir', None,
-                    'Where the run happens (default: a new temporary dir).')
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The command's flags (defined on run, not on import: tests import this
+  module beside other benchmarks that define flags of the same names)."""
+  flags.DEFINE_integer('rounds', 10, 'Kill rounds before the final run.')
+  flags.DEFINE_list('damage', list(DAMAGES),
+                    f'Damage applied after kills, in turn: {", ".join(DAMAGES)}.')
+  flags.DEFINE_integer('damage_every', 2,
+                       'Damage the newest checkpoint after every Nth kill.')
+  flags.DEFINE_string('config', os.path.join(REPO_ROOT, 'configs',
+                                             'cartpole.yaml'), 'Run config.')
+  flags.DEFINE_multi_string(
+      'set', ['run.total_env_steps=4000', 'run.checkpoint_seconds=4',
+              'run.eval_every=1000', 'run.eval_episodes=3', 'run.log_every=100'],
+      'Config overrides of the run (key.path=value).')
+  flags.DEFINE_float('max_kill_seconds', 30.0,
+                     'A training kill lands uniformly in [0, this] seconds '
+                     'after the train step has compiled.')
+  flags.DEFINE_float('startup_kills', 0.2,
+                     'Share of kills that land while starting up instead.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the kill times.')
+  flags.DEFINE_string('output', 'benchmarks/results/faults.json',
+                      'Report path (.json; .csv and .png beside it).')
+  flags.DEFINE_string('workdir', None,
+                      'Where the run happens (default: a new temporary dir).')
 
 RESUMED = re.compile(
     r'resumed from (\S+|no checkpoint \(a fresh agent\)): train step (\d+); '
@@ -212,8 +220,10 @@ def _environment() -> Dict[str, str]:
   return env
 
 
-def _kill_round(command, cwd, out_path, seconds):
-  """Starts the command, SIGKILLs it after `seconds`.
+def _kill_round(command, cwd, out_path, seconds, after_compile):
+  """Starts the command and SIGKILLs it `seconds` after its start, or after
+  its train step compiled (`after_compile`; the compile itself can take a
+  minute on a loaded machine, and a kill during it tests nothing new).
 
   Returns:
     (kill time, time the first update had finished compiling or None).
@@ -221,12 +231,15 @@ def _kill_round(command, cwd, out_path, seconds):
   with open(out_path, 'w') as out:
     process = subprocess.Popen(command, cwd=cwd, stdout=out,
                                stderr=subprocess.STDOUT, env=_environment())
-  deadline = time.time() + seconds
+  deadline = None if after_compile else time.time() + seconds
   compiled = None
-  while time.time() < deadline and process.poll() is None:
+  while (deadline is None or time.time() < deadline) and (
+      process.poll() is None):
     time.sleep(0.05)
     if compiled is None and COMPILED in open(out_path).read():
       compiled = time.time()
+      if after_compile:
+        deadline = compiled + seconds
   killed_at = time.time()
   if process.poll() is None:
     process.send_signal(signal.SIGKILL)
@@ -236,7 +249,8 @@ def _kill_round(command, cwd, out_path, seconds):
 
 def run_faults(rounds: int, damages: List[str], damage_every: int,
                config: str, overrides: List[str], max_kill_seconds: float,
-               seed: int, workdir: str) -> Dict[str, object]:
+               seed: int, workdir: str, startup_kills: float = 0.2
+               ) -> Dict[str, object]:
   """Runs the rounds and the final run; returns the report."""
   from wm_tf.config import load_config  # pylint: disable=import-outside-toplevel
   resolved = load_config(config, overrides)
@@ -271,8 +285,10 @@ def run_faults(rounds: int, damages: List[str], damage_every: int,
                                 timeout=3600)
       killed_at, compiled, returncode = None, None, result.returncode
     else:
+      at_startup = rng.random() < startup_kills
       seconds = rng.uniform(0.0, max_kill_seconds)
-      killed_at, compiled = _kill_round(command, cwd, out_path, seconds)
+      killed_at, compiled = _kill_round(command, cwd, out_path, seconds,
+                                        after_compile=not at_startup)
       returncode = None
     text = open(out_path).read()
     row = {'round': number, 'final': final,
@@ -314,7 +330,7 @@ def run_faults(rounds: int, damages: List[str], damage_every: int,
       row['done_env_steps'] = int(done.group(1)) if done else None
       row['done_eval_return'] = done.group(2) if done else None
     row['killed_after'] = (None if final else
-                           ('training' if start else 'startup'))
+                           ('training' if compiled else 'startup'))
     damaged = None
     if not final and (number + 1) % damage_every == 0 and damages:
       damaged = damage(ckpt_dir, damages[damage_index % len(damages)], rng)
@@ -439,7 +455,7 @@ def main(argv):
   try:
     report = run_faults(FLAGS.rounds, FLAGS.damage, FLAGS.damage_every,
                         FLAGS.config, FLAGS.set, FLAGS.max_kill_seconds,
-                        FLAGS.seed, workdir)
+                        FLAGS.seed, workdir, FLAGS.startup_kills)
   finally:
     if FLAGS.workdir is None:
       shutil.rmtree(workdir, ignore_errors=True)
@@ -450,4 +466,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

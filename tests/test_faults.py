@@ -19,7 +19,7 @@ def test_killed_damaged_and_resumed_run_keeps_every_invariant(tmp_path):
   report = faults.run_faults(
       rounds=4, damages=list(faults.DAMAGES), damage_every=1,
       config=os.path.join(REPO_ROOT, 'configs', 'cartpole.yaml'),
-      overrides=RUN, max_kill_seconds=25.0, seed=3,
+      overrides=RUN, max_kill_seconds=6.0, seed=3,
       workdir=str(tmp_path))
   faults.write_outputs(report, str(tmp_path / 'faults.json'))
   assert report['invariants'] and report['all_held'], report
