@@ -129,7 +129,9 @@ _PARSE_SCRIPT = r'''
 import importlib, json, sys
 from absl import flags
 module, argvs = sys.argv[1], json.loads(sys.argv[2])
-importlib.import_module(module)
+loaded = importlib.import_module(module)
+# Modules that tests import beside others define their flags on run.
+getattr(loaded, 'define_flags', lambda: None)()
 FLAGS = flags.FLAGS
 results = []
 for argv in argvs:
