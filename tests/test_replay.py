@@ -463,3 +463,41 @@ def test_load_refuses_to_land_inside_a_live_episode(tmp_path):
     replay.add(0, make_step(0, 0, is_first=True))
     with pytest.raises(RuntimeError, match="inside an episode"):
         replay.load(tmp_path)
+
+
+def test_open_episodes_saved_in_parts_load_joined(tmp_path):
+    """Steps of unfinished episodes saved midway (as at a checkpoint) go to
+    part files, the rest to continuations; loading joins them back into the
+    same episodes, interleaved streams and an episode left open included."""
+    replay = SequenceReplay(SPEC, capacity=1000, sequence_length=2,
+                            num_streams=2, directory=tmp_path)
+    a = episode_steps(0, 0, 9)
+    b = episode_steps(1, 100, 6)
+    c = episode_steps(1, 200, 5, terminal=False)[:-1]  # never finished
+    for t in range(4):
+        replay.add(0, a[t])
+    for t in range(3):
+        replay.add(1, b[t])
+    assert replay.save_open_episodes() == 7
+    assert replay.save_open_episodes() == 0  # nothing new since
+    for t in range(4, 7):
+        replay.add(0, a[t])
+    for t in range(3, 6):
+        replay.add(1, b[t])
+    for step in c:
+        replay.add(1, step)
+    assert replay.save_open_episodes() == 3 + 4  # a's middle part, all of c
+    for t in range(7, 9):
+        replay.add(0, a[t])
+    assert len(episode_files(tmp_path)) == 6
+
+    loaded = SequenceReplay(SPEC, capacity=1000, sequence_length=19,
+                            num_streams=1, directory=tmp_path)
+    assert loaded.load() == 9 + 6 + 4
+    assert loaded.num_episodes == 2  # a and b finished; c is open
+    # Whole episodes in the order their last files were read (b's ends
+    # before a's), the one left open last.
+    window = loaded.sample(1)  # the one window: every step loaded
+    expected = stack_steps(b + a + c)
+    for key in SPEC:
+        np.testing.assert_array_equal(window[key][0], expected[key], key)

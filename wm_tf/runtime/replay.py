@@ -327,8 +327,9 @@ class SequenceReplay:
 
         Files are read in index order; a continuation (first step not
         ``is_first``) is joined to the file before it from the same recorded
-        stream. Episodes, whole or unfinished, are then dealt to streams
-        round-robin (the k-th goes to stream ``k % num_streams``), so files
+        stream. Each episode, in the order its last file is read (episodes
+        left unfinished last), is dealt to streams round-robin (the k-th
+        goes to stream ``k % num_streams``), so files
         from any number of recorded streams fit any buffer. Loaded episodes
         are not written to disk again. Temporary files are ignored; a file
         that cannot be read or does not match the spec is skipped with a
@@ -362,29 +363,8 @@ class SequenceReplay:
                 "load called while streams "
                 f"{np.flatnonzero(self._mid_episode).tolist()} are inside an "
                 "episode; load before adding steps or at episode ends")
-        episodes = []  # joined episodes, in the order their starts were read
-        open_by_stream = {}  # recorded stream -> index into episodes
-        for _, recorded, length, path in list_episode_files(directory):
-            try:
-                chunk = self._read_episode(path, length)
-            except _READ_ERRORS as error:
-                warnings.warn(
-                    f"skipping unreadable episode file {path}: {error!r}",
-                    stacklevel=2)
-                open_by_stream.pop(recorded, None)
-                continue
-            if not chunk["is_first"][0] and recorded in open_by_stream:
-                episodes[open_by_stream[recorded]].append(chunk)
-            else:
-                chunk["is_first"][0] = True
-                episodes.append([chunk])
-                open_by_stream[recorded] = len(episodes) - 1
-            if chunk["is_last"][-1]:
-                open_by_stream.pop(recorded, None)
         loaded_steps = 0
-        for k, chunks in enumerate(episodes):
-            episode = {key: np.concatenate([c[key] for c in chunks])
-                       for key in self._spec}
+        for k, episode in enumerate(self._joined_episodes(directory)):
             self._append_block(k % self.num_streams, episode)
             loaded_steps += len(episode["is_last"])
             self._num_episodes += int(episode["is_last"][-1])
@@ -392,6 +372,37 @@ class SequenceReplay:
             self._next_episode_index = max(
                 self._next_episode_index, _index_after_files(self.directory))
         return loaded_steps
+
+    def _joined_episodes(self, directory):
+        """Yields the episodes stored in ``directory``, each joined from its
+        files, in the order their last files are read (unfinished ones
+        last). Only the open episodes' parts are held at a time."""
+        def joined(chunks):
+            return {key: np.concatenate([c[key] for c in chunks])
+                    for key in self._spec}
+
+        pending = {}  # recorded stream -> parts of its open episode
+        for _, recorded, length, path in list_episode_files(directory):
+            try:
+                chunk = self._read_episode(path, length)
+            except _READ_ERRORS as error:
+                warnings.warn(
+                    f"skipping unreadable episode file {path}: {error!r}",
+                    stacklevel=3)
+                if recorded in pending:
+                    yield joined(pending.pop(recorded))
+                continue
+            if chunk["is_first"][0] or recorded not in pending:
+                if recorded in pending:
+                    yield joined(pending.pop(recorded))
+                chunk["is_first"][0] = True
+                pending[recorded] = [chunk]
+            else:
+                pending[recorded].append(chunk)
+            if chunk["is_last"][-1]:
+                yield joined(pending.pop(recorded))
+        for recorded in sorted(pending):
+            yield joined(pending[recorded])
 
     def _validate(self, step, leading):
         """Checks keys, shapes and dtype kinds; returns spec-dtype arrays."""
