@@ -220,8 +220,7 @@ class Restored:
   path: str  # the checkpoint restored (absolute prefix)
   number: int  # its number (the train step it was saved at)
   values: Dict[str, Any]  # the named values, as Python ints, floats, str
-  skipped: List[str]  # newer checkpoints that could not be read
-  causes: Dict[str, str] = dataclasses.field(default_factory=dict)  # by path
+  skipped: List[str]  # newer checkpoints that could not be used
 
 
 def checkpoint_number(path: str) -> int:
@@ -405,8 +404,7 @@ class RunCheckpoint:
                    f'({type(e).__name__}: {message})')
       if cause is None:
         values = {name: _read_value(v) for name, v in self._values.items()}
-        return Restored(path, checkpoint_number(path), values, skipped,
-                        causes)
+        return Restored(path, checkpoint_number(path), values, skipped)
       skipped.append(path)
       causes[path] = cause
       later = (f'falling back to {os.path.basename(candidates[i + 1])}'

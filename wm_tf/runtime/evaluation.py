@@ -26,8 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from wm_tf.runtime import checkpoints as checkpoints_lib
-from wm_tf.runtime.environments import (UnsupportedEnvironment, inspect_env,
-                                        make_env)
+from wm_tf.runtime.environments import UnsupportedEnvironment, make_env
 
 
 class EvaluationError(ValueError):
