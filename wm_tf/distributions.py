@@ -102,13 +102,6 @@ class Deterministic(tfd.Deterministic):
   built-in ops cannot run it.
   """
 
-  def __init__(self, loc, atol=None, rtol=None, validate_args=False,
-               allow_nan_stats=True, name='Deterministic'):
-    parameters = dict(locals())
-    super().__init__(loc, atol=atol, rtol=rtol, validate_args=validate_args,
-                     allow_nan_stats=allow_nan_stats, name=name)
-    self._parameters = parameters
-
   def _mean(self):
     if self.parameters['atol'] is None and self.parameters['rtol'] is None:
       return tf.identity(tf.convert_to_tensor(self.loc))
