@@ -78,6 +78,7 @@ def main(argv):
   logdir = FLAGS.logdir or f'logdir/{config.env.id}-seed{config.seed}'
   from wm_tf.runtime import trainer as trainer_lib
   from wm_tf.runtime.checkpoints import NoUsableCheckpoint
+  from wm_tf.runtime.run_lock import RunDirectoryInUse
   if not FLAGS['verbosity'].present:
     # TensorFlow logs every checkpoint save at INFO level.
     logging.set_verbosity(logging.WARNING)
@@ -94,7 +95,7 @@ def main(argv):
   except (ConfigError, UnsupportedEnvironment) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  except NoUsableCheckpoint as e:
+  except (NoUsableCheckpoint, RunDirectoryInUse) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
   for change in trainer.config_changes:

@@ -36,6 +36,7 @@ from wm_tf.agent.builder import Agent, build_agent, example_batch
 from wm_tf.runtime import checkpoints as checkpoints_lib
 from wm_tf.runtime import collector as collector_lib
 from wm_tf.runtime import distribution
+from wm_tf.runtime import run_lock
 from wm_tf.runtime import run_log
 from wm_tf.runtime import tensorboard_images
 from wm_tf.runtime.environments import inspect_env, make_vector_env
@@ -93,6 +94,7 @@ class Trainer:
     UnsupportedEnvironment: an environment id or space wm_tf cannot use.
     ConfigMismatch: a resumed run's config differs from the saved one and
       `allow_config_change` is false.
+    run_lock.RunDirectoryInUse: another process trains in `logdir`.
     checkpoints_lib.NoUsableCheckpoint: a resumed run's checkpoints are
       all unreadable.
   """
@@ -117,10 +119,11 @@ class Trainer:
     env = config.env
     # Fails here, before anything is built, on a bad id or space.
     self.spec = inspect_env(env.id, env.max_episode_steps)
+    # Held while this process lives: one trainer per run directory.
+    self._lock = run_lock.lock_run_directory(self.logdir)
     self.config_changes = checkpoints_lib.check_saved_config(
         self.logdir, config, allow_config_change)
     keras.utils.set_random_seed(config.seed)
-    os.makedirs(self.logdir, exist_ok=True)
     self.config_text = config_lib.to_yaml(config)
     checkpoints_lib.write_text_atomically(
         os.path.join(self.logdir, 'config.yaml'), self.config_text)
