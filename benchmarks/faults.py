@@ -69,7 +69,7 @@ def define_flags() -> None:
   flags.DEFINE_string('config', os.path.join(REPO_ROOT, 'configs',
                                              'cartpole.yaml'), 'Run config.')
   flags.DEFINE_multi_string(
-      'set', ['run.total_env_steps=4000', 'run.checkpoint_seconds=4',
+      'set', ['run.total_env_steps=8000', 'run.checkpoint_seconds=4',
               'run.eval_every=1000', 'run.eval_episodes=3', 'run.log_every=100'],
       'Config overrides of the run (key.path=value).')
   flags.DEFINE_float('max_kill_seconds', 30.0,
