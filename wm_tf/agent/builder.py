@@ -29,7 +29,7 @@ from wm_tf.components.encoder import VectorEncoder
 from wm_tf.components.heads import ContinueHead, Decoder, RewardHead, ValueHead
 from wm_tf.components.representation import REPRESENTATIONS
 from wm_tf.config import Config, ConfigError, MLPConfig
-from wm_tf.runtime.environments import EnvSpec
+from wm_tf.specs import EnvSpec
 from wm_tf.world_model import WorldModel
 
 
