@@ -300,6 +300,8 @@ class EnsembleDynamics(DynamicsModel):
   times the mask of real transitions, and averages the members' weighted
   means. With bootstrap=False every member sees the mask alone (they then
   differ only by their initialisation).
+
+  members >= 2 is a rule of the config (dynamics.members), checked there.
   """
 
   def __init__(self, latent_dim: int, members: int = 5,
@@ -313,8 +315,6 @@ class EnsembleDynamics(DynamicsModel):
     if imagination not in ('sample_member', 'mean'):
       raise ValueError("imagination must be 'sample_member' or 'mean', got "
                        f'{imagination!r}.')
-    if members < 2:
-      raise ValueError(f'An ensemble needs members >= 2, got {members}.')
     self.latent_dim = latent_dim
     self.num_members = members
     self.std_mode = std
@@ -378,6 +378,9 @@ class MixtureDynamics(DynamicsModel):
   [min_std, max_std]; std='fixed' gives every component `fixed_std`.
   mean() and stddev() are the mixture's own (law of total variance);
   samples pick a component, then sample it reparameterised.
+
+  components >= 2 is a rule of the config (dynamics.components), checked
+  there: one component would be the Gaussian model with extra logits.
   """
 
   def __init__(self, latent_dim: int, components: int = 3,
@@ -386,8 +389,6 @@ class MixtureDynamics(DynamicsModel):
                units: int = 256, layers: int = 2, activation: str = 'silu',
                **kwargs):
     super().__init__(**kwargs)
-    if components < 1:
-      raise ValueError(f'A mixture needs components >= 1, got {components}.')
     self.num_components = components
     _build_gaussian_layers(self, latent_dim, components * latent_dim, std,
                            fixed_std, min_std, max_std, units, layers,

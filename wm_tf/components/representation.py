@@ -298,16 +298,15 @@ class VQRepresentation(RepresentationLearner):
   the encoder near its codes). Metrics, averaged over the groups: the
   codebook perplexity (exp of the entropy of the batch's code
   frequencies) and the number of codes used in the batch.
+
+  D must be a multiple of G: a rule of the config (representation_learner
+  latent_dim and codebook_groups), checked there.
   """
 
   def __init__(self, latent_dim: int = 64, units: int = 256, layers: int = 1,
                activation: str = 'silu', codebook_size: int = 64,
                codebook_groups: int = 8, commitment: float = 0.25, **kwargs):
     super().__init__(**kwargs)
-    if latent_dim % codebook_groups:
-      raise ValueError(
-          f'VQ latent_dim={latent_dim} is not divisible by '
-          f'codebook_groups={codebook_groups}.')
     self.latent_dim = latent_dim
     self.codebook_size = codebook_size
     self.codebook_groups = codebook_groups

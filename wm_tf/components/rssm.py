@@ -110,7 +110,8 @@ class RSSM(keras.Model):
       gradient.
     beta: weight of the KL term.
     kl_balance: share of the KL that trains the prior (0.8: DreamerV2's
-      balance); the rest regularises the posterior.
+      balance); the rest regularises the posterior. In [0, 1]: a rule of
+      the config (representation_learner.kl_balance), checked there.
 
   API (N any batch size):
     initial_state(N) -> zeros [N, D];
@@ -135,8 +136,6 @@ class RSSM(keras.Model):
     self.deter_dim = deter_dim
     self.action_dim = action_dim
     self.latent_dim = deter_dim + latent_dim
-    if not 0.0 <= kl_balance <= 1.0:
-      raise ValueError(f'kl_balance must be in [0, 1], got {kl_balance}.')
     self.free_nats = free_nats
     self.beta = beta
     self.kl_balance = kl_balance

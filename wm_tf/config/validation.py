@@ -105,6 +105,12 @@ def check_ranges(config: Config) -> None:
 
 def _check_agent_options(config: Config) -> None:
   """Refuses combinations of the agent's alternatives that make no sense."""
+  _check_warmup(config)
+  _check_optimizers_and_planner(config)
+  _check_acting(config)
+
+
+def _check_warmup(config: Config) -> None:
   w = config.warmup
   if w.type == 'phased':
     if not w.phases:
@@ -139,6 +145,9 @@ def _check_agent_options(config: Config) -> None:
     raise ConfigError(
         "Config keys warmup.type='gradual' and warmup.steps=0 conflict: the "
         'real-return mix falls to 0 over warmup.steps, which must be >= 1.')
+
+
+def _check_optimizers_and_planner(config: Config) -> None:
   if (config.optimizers.type == 'single' and
       config.world_model.target != 'none'):
     raise ConfigError(
@@ -152,6 +161,9 @@ def _check_agent_options(config: Config) -> None:
     raise ConfigError(
         'Config keys mpc.elites and mpc.samples conflict: '
         f'elites={mpc.elites} > samples={mpc.samples}.')
+
+
+def _check_acting(config: Config) -> None:
   acting = config.acting
   if acting.uncertainty and config.imagination.mode == 'mpc':
     raise ConfigError(
@@ -231,13 +243,6 @@ def check_world_model_options(config: Config, data: dict) -> None:
         "ensemble mean and never samples a member. Set "
         "dynamics.ensemble_imagination='mean' or "
         'imagination.sample_dynamics=true.')
-  if (config.acting.uncertainty and dyn.type == 'deterministic'
-      and rep.type != 'rssm'):
-    raise ConfigError(
-        "Config keys acting.uncertainty=true and dynamics.type="
-        "'deterministic' conflict: a point estimate has stddev 0 everywhere, "
-        "so it measures no uncertainty. Use dynamics.type 'ensemble' or "
-        "'gaussian' with a learned std.")
 
 
 # representation_learner.beta when the config leaves it unset, by type
