@@ -12,7 +12,8 @@ from wm_tf.specs import EnvSpec
 
 SPEC = EnvSpec('Fake-v0', observation_dim=3, action_dim=2, discrete=True)
 SMALL = ['encoder.units=8', 'encoder.layers=1',
-         'representation_learner.units=8', 'representation_learner.latent_dim=8',
+         'representation_learner.units=8',
+         'representation_learner.latent_dim=8',
          'representation_learner.codebook_groups=2', 'dynamics.units=8',
          'dynamics.layers=1', 'heads.reward.units=8', 'heads.continue.units=8',
          'heads.decoder.units=8']

@@ -51,8 +51,12 @@ class MLP(keras.layers.Layer):
           getattr(self, f'dense_{i}')(h)))
     return tf.reshape(h, tf.concat([batch_shape, [self.units]], 0))
 
+  def arguments(self) -> dict:
+    """The constructor arguments units, layers and activation."""
+    return dict(units=self.units, layers=self.num_layers,
+                activation=self.activation_name)
+
   def get_config(self):
     config = super().get_config()
-    config.update(units=self.units, layers=self.num_layers,
-                  activation=self.activation_name)
+    config.update(self.arguments())
     return config

@@ -120,6 +120,10 @@ class MLPBottleneck(RepresentationLearner):
     return distributions.deterministic(
         tf.cast(self.out(self.mlp(features)), tf.float32))
 
+  def get_config(self):
+    return {**super().get_config(), 'latent_dim': self.latent_dim,
+            **self.mlp.arguments()}
+
 
 @REPRESENTATIONS.register('none')
 class IdentityRepresentation(RepresentationLearner):
@@ -132,6 +136,9 @@ class IdentityRepresentation(RepresentationLearner):
   def call(self, features):
     # Keras casts the input to the compute dtype; the latent is float32.
     return distributions.deterministic(tf.cast(features, tf.float32))
+
+  def get_config(self):
+    return {**super().get_config(), 'feature_dim': self.latent_dim}
 
 
 @REPRESENTATIONS.register('mlp_autoencoder')
@@ -177,6 +184,10 @@ class MLPAutoencoder(MLPBottleneck):
     error = self.reconstruct(latent.mode()) - tf.stop_gradient(features)
     mse = tf.reduce_mean(tf.square(error))
     return self.aux_scale * mse, {'reconstruction_mse': mse}
+
+  def get_config(self):
+    return {**super().get_config(), 'feature_dim': self.reconstruction.units,
+            'aux_scale': self.aux_scale}
 
 
 # The VAE posterior's std floor keeps log std (in the KL) finite.
@@ -230,6 +241,10 @@ class VAERepresentation(RepresentationLearner):
     return self.beta * kl, {'vae_kl': kl,
                             'vae_std': tf.reduce_mean(latent.stddev())}
 
+  def get_config(self):
+    return {**super().get_config(), 'latent_dim': self.latent_dim,
+            **self.mlp.arguments(), 'beta': self.beta}
+
 
 @REPRESENTATIONS.register('contrastive')
 class ContrastiveRepresentation(MLPBottleneck):
@@ -281,6 +296,10 @@ class ContrastiveRepresentation(MLPBottleneck):
     query, key, mask = self.projections(latent.mode(), is_first)
     loss = info_nce(query, key, mask, self.temperature)
     return self.aux_scale * loss, {'info_nce': loss}
+
+  def get_config(self):
+    return {**super().get_config(), 'temperature': self.temperature,
+            'projection_dim': self.query.units, 'aux_scale': self.aux_scale}
 
 
 @REPRESENTATIONS.register('vq')
@@ -372,6 +391,12 @@ class VQRepresentation(RepresentationLearner):
             tf.reduce_sum(tf.cast(usage > 0, tf.float32), -1)),
     }
     return codebook_loss + self.commitment * commitment_loss, metrics
+
+  def get_config(self):
+    return {**super().get_config(), 'latent_dim': self.latent_dim,
+            **self.mlp.arguments(), 'codebook_size': self.codebook_size,
+            'codebook_groups': self.codebook_groups,
+            'commitment': self.commitment}
 
 
 REPRESENTATIONS.register('rssm')(RSSM)

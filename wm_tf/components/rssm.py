@@ -246,6 +246,12 @@ class RSSM(keras.Model):
   def own_dynamics(self) -> 'RSSMPriorDynamics':
     return RSSMPriorDynamics(self, name='dynamics')
 
+  def get_config(self):
+    return {**super().get_config(), 'latent_dim': self.stoch_dim,
+            'deter_dim': self.deter_dim, 'action_dim': self.action_dim,
+            **self.prior_mlp.arguments(), 'free_nats': self.free_nats,
+            'beta': self.beta, 'kl_balance': self.kl_balance}
+
 
 def _stopped(normal: tfd.Distribution) -> tfd.Distribution:
   """The same Normal with its parameters' gradients stopped."""
