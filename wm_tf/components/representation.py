@@ -171,7 +171,9 @@ class MLPAutoencoder(MLPBottleneck):
   def build(self, features_shape):
     # Only auxiliary_loss uses the reconstruction: build it alongside call's
     # layers so that Keras sees every weight of a called model.
-    self.reconstruct(tf.zeros([1, self.latent_dim]))
+    self.reconstruction_mlp.build((None, self.latent_dim))
+    self.reconstruction.build(
+        (None, self.reconstruction_mlp.output_dim(self.latent_dim)))
     super().build(features_shape)
 
   def reconstruct(self, latent: tf.Tensor) -> tf.Tensor:
@@ -274,8 +276,9 @@ class ContrastiveRepresentation(MLPBottleneck):
 
   def build(self, features_shape):
     # Only auxiliary_loss uses the projections: build them with call's.
-    latent = tf.zeros([1, 2, self.latent_dim])
-    self.projections(latent)
+    self.query_mlp.build((None, self.latent_dim))
+    self.query.build((None, self.query_mlp.output_dim(self.latent_dim)))
+    self.key.build((None, self.latent_dim))
     super().build(features_shape)
 
   def projections(self, latent: tf.Tensor, is_first=None
@@ -338,7 +341,9 @@ class VQRepresentation(RepresentationLearner):
                                   dtype=self.dtype_policy)
     # Codes spread over the tanh range of z_e, so many are near some input.
     # Quantisation stays float32 under a bfloat16 policy (autocast=False):
-    # bfloat16's 8-bit mantissa would blur the nearest-code distances.
+    # bfloat16's 8-bit mantissa would blur the nearest-code distances. The
+    # codebook's shape does not depend on the input, so it is made here and
+    # nearest_code works before the first call.
     self.codebook = self.add_weight(
         shape=(codebook_groups, codebook_size, self.code_dim),
         name='codebook',

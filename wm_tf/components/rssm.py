@@ -154,9 +154,19 @@ class RSSM(keras.Model):
   def build(self, features_shape):
     # Training goes through observe_sequence, not call: build every layer
     # here so that a model first called after training sees them all.
-    self.observe_step(self.initial_state(1), tf.zeros([1, self.action_dim]),
-                      tf.zeros([1, features_shape[-1]]), tf.ones([1]))
+    self.build_prior()
+    posterior_inputs = self.deter_dim + features_shape[-1]
+    _build_once(self.post_mlp, posterior_inputs)
+    _build_once(self.post_out, self.post_mlp.output_dim(posterior_inputs))
     super().build(features_shape)
+
+  def build_prior(self) -> None:
+    """Creates the weights of `prior_step` (GRU path and prior head)."""
+    _build_once(self.img_in, self.stoch_dim + self.action_dim)
+    _build_once(self.gru, self.img_in.output_dim(
+        self.stoch_dim + self.action_dim))
+    _build_once(self.prior_mlp, self.deter_dim)
+    _build_once(self.prior_out, self.prior_mlp.output_dim(self.deter_dim))
 
   def initial_state(self, batch_size) -> tf.Tensor:
     return tf.zeros([batch_size, self.latent_dim])
@@ -253,6 +263,12 @@ class RSSM(keras.Model):
             'beta': self.beta, 'kl_balance': self.kl_balance}
 
 
+def _build_once(layer: keras.layers.Layer, input_dim: int) -> None:
+  """Builds `layer` for inputs [N, input_dim] unless it is built already."""
+  if not layer.built:
+    layer.build((None, input_dim))
+
+
 def _stopped(normal: tfd.Distribution) -> tfd.Distribution:
   """The same Normal with its parameters' gradients stopped."""
   return distributions.normal(tf.stop_gradient(normal.mean()),
@@ -275,8 +291,7 @@ class RSSMPriorDynamics(DynamicsModel):
     self.latent_dim = rssm.latent_dim
 
   def build(self, state_shape):
-    self.rssm.prior_step(tf.zeros([1, self.latent_dim]),
-                         tf.zeros([1, self.rssm.action_dim]))
+    self.rssm.build_prior()
     super().build(state_shape)
 
   def call(self, state, action):
