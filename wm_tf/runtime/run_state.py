@@ -16,7 +16,7 @@ import numpy as np
 
 from wm_tf.runtime import checkpoints as checkpoints_lib
 from wm_tf.runtime import run_log
-from wm_tf.runtime.replay import list_episode_files
+from wm_tf.runtime.episode_files import list_episode_files
 
 
 class CheckpointedRun:
