@@ -1,4 +1,4 @@
-"""The layers of docs/STYLE: each module imports only its layer and those below.
+"""The layers of docs/design.md: a module imports its own and lower layers.
 
 1 math and specs, 2 components, 3 agent, 4 runtime, 5 launch. Every import
 of every module in wm_tf/ (and launch/) is read with `ast`, those inside
@@ -29,8 +29,9 @@ LAYERS = {
     'wm_tf.replicas': 1,
     'wm_tf.config': 1,
     'wm_tf.components': 2,
-    'wm_tf.world_model': 2,
+    'wm_tf.world_model': 3,
     'wm_tf.agent': 3,
+    'wm_tf.agent.symlog': 1,  # symlog-space wrappers of any model
     'wm_tf.runtime': 4,
     'wm_tf.interop': 4,
     'launch': 5,
