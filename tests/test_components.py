@@ -15,6 +15,7 @@ import tensorflow as tf
 from wm_tf import distributions
 from wm_tf.components.actor import Actor
 from wm_tf.components.dynamics import DYNAMICS, GaussianDynamics
+from wm_tf.components.encoder import VectorEncoder
 from wm_tf.components.heads import ContinueHead, Decoder, RewardHead, ValueHead
 from wm_tf.components.representation import REPRESENTATIONS, MLPBottleneck
 
@@ -410,3 +411,106 @@ def test_philox_normal_sample_is_reparameterized():
   noise = (sample - loc) / scale
   np.testing.assert_allclose(tape.gradient(second, scale),
                              [0.0, noise[1]], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# get_config / from_config.
+# ---------------------------------------------------------------------------
+
+F = 6  # feature size
+
+# (class, constructor arguments, input shapes): every Keras component.
+CONFIGURED = (
+    [(VectorEncoder, dict(SMALL, activation='relu'), [(O,)]),
+     (RewardHead, dict(SMALL, activation='silu', distribution='normal'),
+      [(D,)]),
+     (ValueHead, dict(SMALL, activation='gelu', distribution='twohot'),
+      [(D,)]),
+     (ContinueHead, dict(SMALL, activation='tanh'), [(D,)]),
+     (Decoder, dict(SMALL, activation='silu', observation_dim=O), [(D,)]),
+     (Actor, dict(SMALL, activation='silu', action_dim=A, discrete=True,
+                  low=None, high=None, min_std=0.1, max_std=1.0), [(D,)]),
+     (Actor, dict(SMALL, activation='silu', action_dim=2, discrete=False,
+                  low=[-1.0, -2.0], high=[1.0, 0.5], min_std=0.2,
+                  max_std=0.9), [(D,)])]
+    + [(REPRESENTATIONS.get(kind), arguments, [(F,)]) for kind, arguments in (
+        ('mlp', dict(latent_dim=D, **SMALL, activation='silu')),
+        ('none', dict(feature_dim=F)),
+        ('mlp_autoencoder', dict(latent_dim=D, feature_dim=F, **SMALL,
+                                 activation='silu', aux_scale=0.5)),
+        ('vae', dict(latent_dim=D, **SMALL, activation='silu', beta=0.3)),
+        ('contrastive', dict(latent_dim=D, **SMALL, activation='silu',
+                             temperature=0.2, projection_dim=5,
+                             aux_scale=2.0)),
+        ('vq', dict(latent_dim=D, **SMALL, activation='silu',
+                    codebook_size=7, codebook_groups=2, commitment=0.5)),
+        ('rssm', dict(latent_dim=D, deter_dim=4, action_dim=A, **SMALL,
+                      activation='silu', free_nats=0.5, beta=0.7,
+                      kl_balance=0.6)))]
+    + [(DYNAMICS.get(kind), dict(arguments, latent_dim=D, **SMALL,
+                                 activation='silu'), [(D,), (A,)])
+       for kind, arguments in (
+           ('gaussian', dict(std='learned', fixed_std=1e-3, min_std=0.05,
+                             max_std=0.8)),
+           ('deterministic', {}),
+           ('ensemble', dict(std='fixed', fixed_std=0.1, min_std=0.01,
+                             max_std=1.0, members=3, imagination='mean',
+                             bootstrap=False)),
+           ('mixture', dict(std='learned', fixed_std=1e-4, min_std=0.01,
+                            max_std=1.0, components=2)))])
+
+
+def _summary(distribution) -> list:
+  """What a component's output (a distribution or features) says, as arrays."""
+  if isinstance(distribution, tf.Tensor):
+    return [distribution.numpy()]
+  out = []
+  for statistic in ('mean', 'stddev', 'deterministic_action'):
+    method = getattr(distribution, statistic, None)
+    if method is None:
+      continue
+    try:
+      out.append(np.asarray(method()))
+    except NotImplementedError:
+      pass
+  assert out, f'{type(distribution).__name__} gives no statistic'
+  return out
+
+
+def test_every_registered_type_has_a_get_config_case():
+  covered = {cls for cls, _, _ in CONFIGURED}
+  registered = ({REPRESENTATIONS.get(k) for k in REPRESENTATIONS.names()}
+                | {DYNAMICS.get(k) for k in DYNAMICS.names()})
+  assert registered <= covered, registered - covered
+
+
+@pytest.mark.parametrize('cls, arguments, shapes', CONFIGURED,
+                         ids=lambda x: x.__name__ if isinstance(x, type)
+                         else None)
+def test_from_config_rebuilds_an_equivalent_layer(cls, arguments, shapes):
+  from wm_tf.agent.builder import check_arguments
+  rng = np.random.default_rng(3)
+  inputs = [tf.constant(rng.normal(size=(4,) + s), tf.float32)
+            for s in shapes]
+  layer = cls(**arguments, name='original')
+  expected = _summary(layer(*inputs))
+  config = layer.get_config()
+  # Exactly the constructor's arguments, with the values it was given.
+  own = {k: v for k, v in config.items()
+         if k not in ('name', 'trainable', 'dtype')}
+  check_arguments(cls, own)
+  assert own == arguments
+  copy = cls.from_config(config)
+  assert copy.name == 'original' and copy.get_config() == config
+  copy(*inputs)
+  assert len(copy.weights) == len(layer.weights)
+  copy.set_weights(layer.get_weights())
+  for want, got in zip(expected, _summary(copy(*inputs))):
+    np.testing.assert_array_equal(got, want)
+
+
+def test_from_config_keeps_the_dtype_policy():
+  layer = ValueHead(**SMALL, name='critic', dtype='mixed_bfloat16')
+  copy = ValueHead.from_config(layer.get_config())
+  assert copy.dtype_policy.name == 'mixed_bfloat16'
+  assert copy.get_config() == layer.get_config()

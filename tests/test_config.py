@@ -1,4 +1,4 @@
-"""Tests for wm_tf/config.py: defaults, YAML + overrides, validation errors."""
+"""Tests for wm_tf/config/: defaults, YAML + overrides, validation errors."""
 
 import os
 

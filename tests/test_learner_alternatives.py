@@ -430,10 +430,13 @@ def test_uncertainty_calibration_is_a_running_numpy_quantile():
   # A batch with nothing valid leaves the threshold alone.
   calibration.update(tf.constant(u2), tf.zeros([4, 9], tf.bool))
   np.testing.assert_allclose(float(calibration.threshold), want, rtol=1e-6)
-  with pytest.raises(ValueError, match=r'allowed: a number in \(0, 1\)'):
-    UncertaintyCalibration(1.0)
-  with pytest.raises(ValueError, match=r'allowed: a number in \[0, 1\)'):
-    UncertaintyCalibration(0.9, decay=1.0)
+  # The ranges are the config's rules (the calibration trusts its arguments).
+  with pytest.raises(ConfigError, match=r'acting.uncertainty_quantile.*'
+                     r'allowed: a number in \(0, 1\)'):
+    load_config(None, ['acting.uncertainty_quantile=1'])
+  with pytest.raises(ConfigError, match=r'acting.uncertainty_decay.*'
+                     r'allowed: a number in \[0, 1\)'):
+    load_config(None, ['acting.uncertainty_decay=1'])
 
 
 def test_uncertainty_decay_comes_from_the_config():

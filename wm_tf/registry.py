@@ -37,3 +37,7 @@ class Registry:
 
   def names(self) -> tuple:
     return tuple(sorted(self._entries))
+
+  def registered(self) -> tuple:
+    """The names in the order they were registered."""
+    return tuple(self._entries)

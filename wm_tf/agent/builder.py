@@ -29,7 +29,7 @@ from wm_tf.components.encoder import VectorEncoder
 from wm_tf.components.heads import ContinueHead, Decoder, RewardHead, ValueHead
 from wm_tf.components.representation import REPRESENTATIONS
 from wm_tf.config import Config, ConfigError, MLPConfig
-from wm_tf.runtime.environments import EnvSpec
+from wm_tf.specs import EnvSpec
 from wm_tf.world_model import WorldModel
 
 
@@ -50,14 +50,90 @@ def _mlp(c: MLPConfig) -> dict:
   return dict(units=c.units, layers=c.layers, activation=c.activation)
 
 
-def _accepted(constructor, options: dict) -> dict:
-  """The entries of `options` that `constructor` takes as arguments.
+# Keras arguments every component takes through **kwargs.
+_KERAS_ARGUMENTS = ('name', 'dtype')
 
-  Each family member takes the settings it uses (a VAE its beta, a VQ its
-  codebook size); the builder offers them all and passes each its own.
+
+def check_arguments(cls, arguments: dict) -> None:
+  """Refuses `arguments` unless they are exactly what `cls`'s constructor names.
+
+  A setting passed to a constructor without that parameter, or a parameter
+  (with or without a default) the builder does not pass, would drop a
+  setting silently, e.g. after a parameter is renamed; either is a
+  TypeError naming the class and the argument.
   """
-  parameters = inspect.signature(constructor).parameters
-  return {k: v for k, v in options.items() if k in parameters}
+  named = [p.name for p in inspect.signature(cls).parameters.values()
+           if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                         inspect.Parameter.KEYWORD_ONLY)]
+  for argument in arguments:
+    if argument not in named:
+      raise TypeError(
+          f'{cls.__name__} has no parameter {argument!r}, which the builder '
+          f'passes; its parameters: {", ".join(named)}.')
+  for parameter in named:
+    if parameter not in arguments:
+      raise TypeError(
+          f'{cls.__name__} has the parameter {parameter!r}, which the '
+          'builder does not pass (its setting would be silently left at '
+          'the default).')
+
+
+def construct(cls, arguments: dict, **keras_arguments):
+  """cls(**arguments, **keras_arguments), its arguments checked first."""
+  check_arguments(cls, arguments)
+  unknown = set(keras_arguments) - set(_KERAS_ARGUMENTS)
+  if unknown:
+    raise TypeError(f'{cls.__name__}: {sorted(unknown)} are not Keras '
+                    f'arguments ({", ".join(_KERAS_ARGUMENTS)}).')
+  return cls(**arguments, **keras_arguments)
+
+
+def representation_arguments(config: Config, spec: EnvSpec) -> dict:
+  """The constructor arguments of `representation_learner.type`'s class."""
+  rep = config.representation_learner
+  common = dict(latent_dim=rep.latent_dim, units=rep.units, layers=rep.layers,
+                activation=rep.activation)
+  by_type = {
+      'mlp': common,
+      'none': dict(feature_dim=config.encoder.units),
+      'mlp_autoencoder': dict(common, feature_dim=config.encoder.units,
+                              aux_scale=rep.aux_scale),
+      'vae': dict(common, beta=rep.beta),
+      'contrastive': dict(common, temperature=rep.temperature,
+                          projection_dim=rep.projection_dim,
+                          aux_scale=rep.aux_scale),
+      'vq': dict(common, codebook_size=rep.codebook_size,
+                 codebook_groups=rep.codebook_groups,
+                 commitment=rep.commitment),
+      'rssm': dict(common, deter_dim=rep.deter_dim,
+                   action_dim=spec.action_dim, free_nats=rep.free_nats,
+                   beta=rep.beta, kl_balance=rep.kl_balance),
+  }
+  return _of_type(by_type, rep.type, 'representation_learner.type')
+
+
+def dynamics_arguments(config: Config, latent_dim: int) -> dict:
+  """The constructor arguments of `dynamics.type`'s class."""
+  dyn = config.dynamics
+  network = dict(latent_dim=latent_dim, units=dyn.units, layers=dyn.layers,
+                 activation=dyn.activation)
+  gaussian = dict(network, std=dyn.std, fixed_std=dyn.fixed_std,
+                  min_std=dyn.min_std, max_std=dyn.max_std)
+  by_type = {
+      'gaussian': gaussian,
+      'deterministic': network,
+      'ensemble': dict(gaussian, members=dyn.members, bootstrap=dyn.bootstrap,
+                       imagination=dyn.ensemble_imagination),
+      'mixture': dict(gaussian, components=dyn.components),
+  }
+  return _of_type(by_type, dyn.type, 'dynamics.type')
+
+
+def _of_type(by_type: dict, kind: str, key: str) -> dict:
+  if kind not in by_type:
+    raise TypeError(f'The builder has no arguments for {key} {kind!r}; '
+                    'each registered type needs an entry.')
+  return by_type[kind]
 
 
 # run.precision -> the dtype policy of every layer. None keeps Keras's
@@ -85,48 +161,37 @@ def _in_symlog_space(config: Config, model, name: str):
 
 def build_world_model(config: Config, spec: EnvSpec,
                       name: str = 'world_model') -> WorldModel:
-  rep = config.representation_learner
-  dyn = config.dynamics
   scales = config.world_model.loss_scales
   dtype = dtype_policy(config)
-  representation_class = REPRESENTATIONS.get(rep.type)
-  representation = representation_class(**_accepted(representation_class, dict(
-      latent_dim=rep.latent_dim, feature_dim=config.encoder.units,
-      action_dim=spec.action_dim, units=rep.units, layers=rep.layers,
-      activation=rep.activation, aux_scale=rep.aux_scale, beta=rep.beta,
-      temperature=rep.temperature, projection_dim=rep.projection_dim,
-      codebook_size=rep.codebook_size,
-      codebook_groups=rep.codebook_groups, commitment=rep.commitment,
-      deter_dim=rep.deter_dim, free_nats=rep.free_nats,
-      kl_balance=rep.kl_balance)),
-      name='representation', dtype=dtype)
+  representation = construct(
+      REPRESENTATIONS.get(config.representation_learner.type),
+      representation_arguments(config, spec), name='representation',
+      dtype=dtype)
   # A representation with its own dynamics (the RSSM's prior) replaces
   # dynamics.type; config validation refuses a conflicting choice.
   dynamics = representation.own_dynamics()
   if dynamics is None:
-    dynamics_class = DYNAMICS.get(dyn.type)
-    dynamics = dynamics_class(**_accepted(dynamics_class, dict(
-        latent_dim=representation.latent_dim, std=dyn.std,
-        fixed_std=dyn.fixed_std, min_std=dyn.min_std, max_std=dyn.max_std,
-        units=dyn.units, layers=dyn.layers, activation=dyn.activation,
-        members=dyn.members, bootstrap=dyn.bootstrap,
-        imagination=dyn.ensemble_imagination,
-        components=dyn.components)), name='dynamics', dtype=dtype)
+    dynamics = construct(
+        DYNAMICS.get(config.dynamics.type),
+        dynamics_arguments(config, representation.latent_dim),
+        name='dynamics', dtype=dtype)
   symlog = lambda model: _in_symlog_space(config, model, model.name)
+  heads = config.heads
   return WorldModel(
-      encoder=symlog(VectorEncoder(**_mlp(config.encoder), name='encoder',
-                                   dtype=dtype)),
+      encoder=symlog(construct(VectorEncoder, _mlp(config.encoder),
+                               name='encoder', dtype=dtype)),
       representation=representation,
       dynamics=dynamics,
-      reward=symlog(RewardHead(
-          **_mlp(config.heads.reward),
-          distribution=config.heads.reward.distribution, name='reward',
-          dtype=dtype)),
-      continue_=ContinueHead(**_mlp(config.heads.continue_), name='continue',
-                             dtype=dtype),
-      decoder=symlog(Decoder(spec.observation_dim,
-                             **_mlp(config.heads.decoder), name='decoder',
-                             dtype=dtype)),
+      reward=symlog(construct(
+          RewardHead,
+          dict(_mlp(heads.reward), distribution=heads.reward.distribution),
+          name='reward', dtype=dtype)),
+      continue_=construct(ContinueHead, _mlp(heads.continue_),
+                          name='continue', dtype=dtype),
+      decoder=symlog(construct(
+          Decoder, dict(_mlp(heads.decoder),
+                        observation_dim=spec.observation_dim),
+          name='decoder', dtype=dtype)),
       loss_scales=dict(dynamics=scales.dynamics, reward=scales.reward,
                        decoder=scales.decoder, **{'continue': scales.continue_}),
       stop_gradient_target=config.world_model.stop_gradient_target,
@@ -157,34 +222,29 @@ def build_agent(config: Config, spec: EnvSpec,
     return _build_agent(config, spec, strategy)
 
 
-def _build_agent(config: Config, spec: EnvSpec,
-                 strategy: Optional[tf.distribute.Strategy]) -> Agent:
-  world_model = build_world_model(config, spec)
+def _actor_and_critics(config: Config, spec: EnvSpec):
+  """(actor, critic, slow critic), the critics in symlog space if asked."""
   dtype = dtype_policy(config)
   a = config.actor
-  actor = Actor(spec.action_dim, spec.discrete, spec.low, spec.high,
-                units=a.units, layers=a.layers, activation=a.activation,
-                min_std=a.min_std, max_std=a.max_std, name='actor',
-                dtype=dtype)
+  actor = construct(Actor, dict(
+      action_dim=spec.action_dim, discrete=spec.discrete, low=spec.low,
+      high=spec.high, units=a.units, layers=a.layers, activation=a.activation,
+      min_std=a.min_std, max_std=a.max_std), name='actor', dtype=dtype)
   c = config.critic
-  critic_args = dict(_mlp(c), distribution=c.distribution, dtype=dtype)
-  critic = _in_symlog_space(
-      config, ValueHead(**critic_args, name='critic'), 'critic')
-  slow_critic = _in_symlog_space(
-      config, ValueHead(**critic_args, name='slow_critic'), 'slow_critic')
-  settings = ActorCriticSettings(
-      horizon=config.imagination.horizon, gamma=config.imagination.gamma,
-      returns_type=config.returns.type, lambda_=config.returns.lambda_,
-      n_step=config.returns.n, actor_gradient=a.gradient, entropy=a.entropy,
-      return_normalization=a.return_normalization,
-      slow_critic_fraction=c.slow_target_fraction,
-      sample_dynamics=config.imagination.sample_dynamics,
-      unroll=config.imagination.unroll)
-  opt = config.optimizers
+  critic_args = dict(_mlp(c), distribution=c.distribution)
+  critic = _in_symlog_space(config, construct(
+      ValueHead, critic_args, name='critic', dtype=dtype), 'critic')
+  slow_critic = _in_symlog_space(config, construct(
+      ValueHead, critic_args, name='slow_critic', dtype=dtype), 'slow_critic')
+  return actor, critic, slow_critic
+
+
+def _imagination_mode(config: Config, spec: EnvSpec):
   imagination = config.imagination
   mode = IMAGINATION_MODES.get(imagination.mode)(
       real_ratio=imagination.real_ratio,
       real_actor_advantage=imagination.real_actor_advantage)
+  # The one rule that needs the environment, so the config cannot check it.
   if (mode.uses_real_data and mode.real_ratio > 0 and not spec.discrete and
       imagination.real_actor_advantage == 'signed'):
     raise ConfigError(
@@ -195,30 +255,30 @@ def _build_agent(config: Config, spec: EnvSpec,
         "bound, driving the squashed actor's mean to saturation (on "
         'Pendulum-v1 the eval return stayed near -1,400). Allowed for '
         "continuous actions: 'positive'.")
+  return mode
+
+
+def _warmup(config: Config) -> WarmupSchedule:
   w = config.warmup
-  warmup = WARMUPS.get(w.type)(
+  return WARMUPS.get(w.type)(
       steps=w.steps, critic_real_return_mix=w.critic_real_return_mix,
       phases=[Phase(p.end_step, p.world_model_updates, p.actor_updates,
                     p.critic_updates) for p in w.phases])
+
+
+def _world_model_target(config: Config, spec: EnvSpec, world_model):
   wmc = config.world_model
   target_class = WORLD_MODEL_TARGETS.get(wmc.target)
-  target = target_class(
+  return target_class(
       world_model,
       build_world_model(config, spec, name='target_world_model')
       if target_class.needs_own_model else None,
       every=wmc.target_every, tau=wmc.target_tau)
+
+
+def _policy(config: Config, spec: EnvSpec, world_model, actor, critic, mode,
+            calibration) -> Policy:
   acting = config.acting
-  calibration = None
-  if acting.uncertainty and acting.uncertainty_reference == 'quantile':
-    calibration = UncertaintyCalibration(acting.uncertainty_quantile,
-                                         acting.uncertainty_decay)
-  learner = Learner(world_model, actor, critic, slow_critic, settings,
-                    _optimizer(opt.world_model), _optimizer(opt.actor),
-                    _optimizer(opt.critic), jit_compile=config.run.jit,
-                    mode=mode, optimizer_layout=OPTIMIZER_LAYOUTS.get(opt.type),
-                    alpha=opt.alpha, beta=opt.beta, target=target,
-                    real_critic_term=warmup.uses_real_returns,
-                    uncertainty_calibration=calibration, strategy=strategy)
   fallback_class = FALLBACKS.get(acting.fallback)
   needs_planner = mode.acts_with_planner or (
       acting.uncertainty and fallback_class.needs_planner)
@@ -232,8 +292,8 @@ def _build_agent(config: Config, spec: EnvSpec,
         world_model, critic if m.terminal_value else None, spec.action_dim,
         spec.discrete, spec.low, spec.high, horizon=m.horizon,
         samples=m.samples, iterations=m.iterations, elites=m.elites,
-        gamma=imagination.gamma)
-  policy = Policy(
+        gamma=config.imagination.gamma)
+  return Policy(
       world_model, actor, spec.observation_dim, jit_compile=config.run.jit,
       planner=planner if mode.acts_with_planner else None,
       uncertainty_threshold=(
@@ -241,6 +301,39 @@ def _build_agent(config: Config, spec: EnvSpec,
           calibration.threshold if calibration is not None else
           acting.uncertainty_threshold),
       fallback=fallback_class(planner) if acting.uncertainty else None)
+
+
+def _build_agent(config: Config, spec: EnvSpec,
+                 strategy: Optional[tf.distribute.Strategy]) -> Agent:
+  world_model = build_world_model(config, spec)
+  actor, critic, slow_critic = _actor_and_critics(config, spec)
+  a, c = config.actor, config.critic
+  settings = ActorCriticSettings(
+      horizon=config.imagination.horizon, gamma=config.imagination.gamma,
+      returns_type=config.returns.type, lambda_=config.returns.lambda_,
+      n_step=config.returns.n, actor_gradient=a.gradient, entropy=a.entropy,
+      return_normalization=a.return_normalization,
+      slow_critic_fraction=c.slow_target_fraction,
+      sample_dynamics=config.imagination.sample_dynamics,
+      unroll=config.imagination.unroll)
+  opt = config.optimizers
+  mode = _imagination_mode(config, spec)
+  warmup = _warmup(config)
+  target = _world_model_target(config, spec, world_model)
+  acting = config.acting
+  calibration = None
+  if acting.uncertainty and acting.uncertainty_reference == 'quantile':
+    calibration = UncertaintyCalibration(acting.uncertainty_quantile,
+                                         acting.uncertainty_decay)
+  learner = Learner(world_model, actor, critic, slow_critic, settings,
+                    _optimizer(opt.world_model), _optimizer(opt.actor),
+                    _optimizer(opt.critic), jit_compile=config.run.jit,
+                    mode=mode, optimizer_layout=OPTIMIZER_LAYOUTS.get(opt.type),
+                    alpha=opt.alpha, beta=opt.beta, target=target,
+                    real_critic_term=warmup.uses_real_returns,
+                    uncertainty_calibration=calibration, strategy=strategy)
+  policy = _policy(config, spec, world_model, actor, critic, mode,
+                   calibration)
   learner.build(example_batch(spec))
   return Agent(world_model, actor, critic, slow_critic, learner, policy,
                warmup)

@@ -64,7 +64,8 @@ def make_optimizer(settings: OptimizerSettings, name: str):
       name=name)
 
 
-def _finite(*tensors) -> tf.Tensor:
+def all_finite(*tensors) -> tf.Tensor:
+  """Scalar bool: every entry of every tensor (any shapes) is finite."""
   return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
 
 
@@ -144,7 +145,7 @@ class SeparateOptimizers(OptimizerLayout):
       grads, norm = tf.clip_by_global_norm(grads, self.settings[part].clip_norm)
       metrics[f'{part}/grad_norm'] = norm
       applied[part] = apply_if(self.optimizers[part],
-                               _finite(replicas.mean(loss), norm),
+                               all_finite(replicas.mean(loss), norm),
                                grads, groups[part])
     return applied
 
@@ -182,7 +183,7 @@ class SingleOptimizer(OptimizerLayout):
     metrics['optimizer/grad_norm'] = norm
     metrics['optimizer/total_loss'] = total
     ok = apply_if(self.optimizers['world_model'],
-                  _finite(replicas.mean(total), norm), grads,
+                  all_finite(replicas.mean(total), norm), grads,
                   [v for _, v in pairs])
     return {p: ok for p in losses}
 
@@ -208,6 +209,6 @@ class MaskedOptimizer(OptimizerLayout):
       checks += [replicas.mean(loss), norm]
       all_grads += grads
       all_vars += groups[part]
-    ok = apply_if(self.optimizers['world_model'], _finite(*checks),
+    ok = apply_if(self.optimizers['world_model'], all_finite(*checks),
                   all_grads, all_vars)
     return {p: ok for p in losses}

@@ -59,15 +59,13 @@ class UncertaintyCalibration(tf.Module):
   Args:
     quantile: q in (0, 1).
     decay: weight of the running value, in [0, 1).
+  Both ranges are rules of the config (acting.uncertainty_quantile,
+  acting.uncertainty_decay), checked there once.
   """
 
   def __init__(self, quantile: float, decay: float = 0.99,
                name: str = 'uncertainty_calibration'):
     super().__init__(name=name)
-    if not 0.0 < quantile < 1.0:
-      raise ValueError(f'quantile={quantile}; allowed: a number in (0, 1).')
-    if not 0.0 <= decay < 1.0:
-      raise ValueError(f'decay={decay}; allowed: a number in [0, 1).')
     self.quantile = float(quantile)
     self.decay = float(decay)
     first = tf.VariableAggregation.ONLY_FIRST_REPLICA

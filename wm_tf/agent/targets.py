@@ -25,6 +25,18 @@ from wm_tf.registry import Registry
 WORLD_MODEL_TARGETS = Registry('world_model.target')
 
 
+def ema_update(targets, sources, fraction: float) -> None:
+  """target <- (1 - fraction) * target + fraction * source, pair by pair.
+
+  Args:
+    targets: variables, each assigned in every replica (`replicas.assign`).
+    sources: tensors or variables of the targets' shapes, in their order.
+    fraction: weight of the source per update, in (0, 1].
+  """
+  for src, dst in zip(sources, targets):
+    replicas.assign(dst, (1.0 - fraction) * dst + fraction * src)
+
+
 def _paired_variables(online, target):
   """(online, target) variable pairs, checked to have the same shapes."""
   src, dst = online.variables, target.variables
@@ -110,5 +122,6 @@ class EMATarget(WorldModelTarget):
 
   def update(self) -> None:
     super().update()
-    for src, dst in self._pairs():
-      replicas.assign(dst, (1.0 - self.tau) * dst + self.tau * src)
+    pairs = self._pairs()
+    ema_update([dst for _, dst in pairs], [src for src, _ in pairs],
+               self.tau)

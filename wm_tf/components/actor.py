@@ -48,3 +48,10 @@ class Actor(keras.Model):
     mean, std = tf.split(out, 2, -1)
     std = self.min_std + (self.max_std - self.min_std) * tf.sigmoid(std + 2.0)
     return distributions.SquashedNormal(mean, std, self.low, self.high)
+
+  def get_config(self):
+    bound = lambda b: None if b is None else [float(x) for x in b.numpy()]
+    return {**super().get_config(), **self.mlp.arguments(),
+            'action_dim': self.action_dim, 'discrete': self.discrete,
+            'low': bound(self.low), 'high': bound(self.high),
+            'min_std': self.min_std, 'max_std': self.max_std}

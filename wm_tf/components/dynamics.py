@@ -105,6 +105,13 @@ def _scale(hidden_std, std_mode, fixed_std, min_std, max_std, like):
   return min_std + (max_std - min_std) * tf.sigmoid(hidden_std + 2.0)
 
 
+def _gaussian_arguments(model) -> dict:
+  """The arguments `_build_gaussian_layers` was given, as constructor ones."""
+  return dict(latent_dim=model.latent_dim, std=model.std_mode,
+              fixed_std=model.fixed_std, min_std=model.min_std,
+              max_std=model.max_std, **model.mlp.arguments())
+
+
 def _check_std_mode(std: str) -> None:
   if std not in ('learned', 'fixed'):
     raise ValueError(f"std must be 'learned' or 'fixed', got {std!r}.")
@@ -162,6 +169,9 @@ class GaussianDynamics(DynamicsModel):
   def call(self, state, action):
     return distributions.normal(*self.mean_and_scale(state, action))
 
+  def get_config(self):
+    return {**super().get_config(), **_gaussian_arguments(self)}
+
 
 @DYNAMICS.register('deterministic')
 class DeterministicDynamics(DynamicsModel):
@@ -188,6 +198,10 @@ class DeterministicDynamics(DynamicsModel):
   def call(self, state, action):
     return distributions.deterministic(tf.cast(
         self.mean(self.mlp(tf.concat([state, action], -1))), tf.float32))
+
+  def get_config(self):
+    return {**super().get_config(), 'latent_dim': self.latent_dim,
+            **self.mlp.arguments()}
 
   def transition_loss(self, state, action, target, mask, seed=None):
     del seed
@@ -300,6 +314,8 @@ class EnsembleDynamics(DynamicsModel):
   times the mask of real transitions, and averages the members' weighted
   means. With bootstrap=False every member sees the mask alone (they then
   differ only by their initialisation).
+
+  members >= 2 is a rule of the config (dynamics.members), checked there.
   """
 
   def __init__(self, latent_dim: int, members: int = 5,
@@ -313,8 +329,6 @@ class EnsembleDynamics(DynamicsModel):
     if imagination not in ('sample_member', 'mean'):
       raise ValueError("imagination must be 'sample_member' or 'mean', got "
                        f'{imagination!r}.')
-    if members < 2:
-      raise ValueError(f'An ensemble needs members >= 2, got {members}.')
     self.latent_dim = latent_dim
     self.num_members = members
     self.std_mode = std
@@ -340,6 +354,11 @@ class EnsembleDynamics(DynamicsModel):
 
   def call(self, state, action):
     return self._distribution(*self.member_parameters(state, action))
+
+  def get_config(self):
+    return {**super().get_config(), **_gaussian_arguments(self.members[0]),
+            'members': self.num_members, 'imagination': self.imagination,
+            'bootstrap': self.bootstrap}
 
   def bootstrap_weights(self, mask: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Per-member weights [K, *mask.shape]: bootstrap counts times mask."""
@@ -378,6 +397,9 @@ class MixtureDynamics(DynamicsModel):
   [min_std, max_std]; std='fixed' gives every component `fixed_std`.
   mean() and stddev() are the mixture's own (law of total variance);
   samples pick a component, then sample it reparameterised.
+
+  components >= 2 is a rule of the config (dynamics.components), checked
+  there: one component would be the Gaussian model with extra logits.
   """
 
   def __init__(self, latent_dim: int, components: int = 3,
@@ -386,8 +408,6 @@ class MixtureDynamics(DynamicsModel):
                units: int = 256, layers: int = 2, activation: str = 'silu',
                **kwargs):
     super().__init__(**kwargs)
-    if components < 1:
-      raise ValueError(f'A mixture needs components >= 1, got {components}.')
     self.num_components = components
     _build_gaussian_layers(self, latent_dim, components * latent_dim, std,
                            fixed_std, min_std, max_std, units, layers,
@@ -408,3 +428,7 @@ class MixtureDynamics(DynamicsModel):
         mixture_distribution=tfd.Categorical(
             logits=tf.cast(self.logits(hidden), tf.float32)),
         components_distribution=distributions.normal(mean, scale))
+
+  def get_config(self):
+    return {**super().get_config(), **_gaussian_arguments(self),
+            'components': self.num_components}

@@ -24,3 +24,6 @@ class VectorEncoder(keras.Model):
 
   def call(self, observation):
     return tf.cast(self.mlp(observation), tf.float32)
+
+  def get_config(self):
+    return {**super().get_config(), **self.mlp.arguments()}

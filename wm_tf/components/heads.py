@@ -55,6 +55,10 @@ class ScalarHead(keras.Model):
       return distributions.TwoHotSymlog(out)
     return distributions.Normal(tf.squeeze(out, -1), 1.0)
 
+  def get_config(self):
+    return {**super().get_config(), **self.mlp.arguments(),
+            'distribution': self.distribution}
+
 
 class RewardHead(ScalarHead):
   """Reward of the transition that arrived at `state`: a distribution [...]."""
@@ -78,6 +82,9 @@ class ContinueHead(keras.Model):
     logits = tf.cast(tf.squeeze(self.out(self.mlp(state)), -1), tf.float32)
     return tfd.Bernoulli(logits=logits, dtype=tf.float32)
 
+  def get_config(self):
+    return {**super().get_config(), **self.mlp.arguments()}
+
 
 class Decoder(keras.Model):
   """state [..., D] -> Normal over observations [..., O] (unit std)."""
@@ -93,3 +100,7 @@ class Decoder(keras.Model):
   def call(self, state):
     return distributions.normal(
         tf.cast(self.out(self.mlp(state)), tf.float32), 1.0)
+
+  def get_config(self):
+    return {**super().get_config(), **self.mlp.arguments(),
+            'observation_dim': self.out.units}

@@ -37,6 +37,19 @@ class MLP(keras.layers.Layer):
                         dtype=self.dtype_policy))
     self.activation = keras.activations.get(activation)
 
+  def build(self, input_shape):
+    """Creates the weights of every layer for inputs [..., D_in]."""
+    shape = (None, input_shape[-1])
+    for i in range(self.num_layers):
+      getattr(self, f'dense_{i}').build(shape)
+      shape = (None, self.units)
+      getattr(self, f'norm_{i}').build(shape)
+    super().build(input_shape)
+
+  def output_dim(self, input_dim: int) -> int:
+    """The size of the last axis of the output for inputs [..., input_dim]."""
+    return self.units if self.num_layers else input_dim
+
   def call(self, x):
     if not self.num_layers:
       return x
@@ -51,8 +64,12 @@ class MLP(keras.layers.Layer):
           getattr(self, f'dense_{i}')(h)))
     return tf.reshape(h, tf.concat([batch_shape, [self.units]], 0))
 
+  def arguments(self) -> dict:
+    """The constructor arguments units, layers and activation."""
+    return dict(units=self.units, layers=self.num_layers,
+                activation=self.activation_name)
+
   def get_config(self):
     config = super().get_config()
-    config.update(units=self.units, layers=self.num_layers,
-                  activation=self.activation_name)
+    config.update(self.arguments())
     return config

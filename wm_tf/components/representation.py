@@ -120,6 +120,10 @@ class MLPBottleneck(RepresentationLearner):
     return distributions.deterministic(
         tf.cast(self.out(self.mlp(features)), tf.float32))
 
+  def get_config(self):
+    return {**super().get_config(), 'latent_dim': self.latent_dim,
+            **self.mlp.arguments()}
+
 
 @REPRESENTATIONS.register('none')
 class IdentityRepresentation(RepresentationLearner):
@@ -132,6 +136,9 @@ class IdentityRepresentation(RepresentationLearner):
   def call(self, features):
     # Keras casts the input to the compute dtype; the latent is float32.
     return distributions.deterministic(tf.cast(features, tf.float32))
+
+  def get_config(self):
+    return {**super().get_config(), 'feature_dim': self.latent_dim}
 
 
 @REPRESENTATIONS.register('mlp_autoencoder')
@@ -164,7 +171,9 @@ class MLPAutoencoder(MLPBottleneck):
   def build(self, features_shape):
     # Only auxiliary_loss uses the reconstruction: build it alongside call's
     # layers so that Keras sees every weight of a called model.
-    self.reconstruct(tf.zeros([1, self.latent_dim]))
+    self.reconstruction_mlp.build((None, self.latent_dim))
+    self.reconstruction.build(
+        (None, self.reconstruction_mlp.output_dim(self.latent_dim)))
     super().build(features_shape)
 
   def reconstruct(self, latent: tf.Tensor) -> tf.Tensor:
@@ -177,6 +186,10 @@ class MLPAutoencoder(MLPBottleneck):
     error = self.reconstruct(latent.mode()) - tf.stop_gradient(features)
     mse = tf.reduce_mean(tf.square(error))
     return self.aux_scale * mse, {'reconstruction_mse': mse}
+
+  def get_config(self):
+    return {**super().get_config(), 'feature_dim': self.reconstruction.units,
+            'aux_scale': self.aux_scale}
 
 
 # The VAE posterior's std floor keeps log std (in the KL) finite.
@@ -230,6 +243,10 @@ class VAERepresentation(RepresentationLearner):
     return self.beta * kl, {'vae_kl': kl,
                             'vae_std': tf.reduce_mean(latent.stddev())}
 
+  def get_config(self):
+    return {**super().get_config(), 'latent_dim': self.latent_dim,
+            **self.mlp.arguments(), 'beta': self.beta}
+
 
 @REPRESENTATIONS.register('contrastive')
 class ContrastiveRepresentation(MLPBottleneck):
@@ -259,8 +276,9 @@ class ContrastiveRepresentation(MLPBottleneck):
 
   def build(self, features_shape):
     # Only auxiliary_loss uses the projections: build them with call's.
-    latent = tf.zeros([1, 2, self.latent_dim])
-    self.projections(latent)
+    self.query_mlp.build((None, self.latent_dim))
+    self.query.build((None, self.query_mlp.output_dim(self.latent_dim)))
+    self.key.build((None, self.latent_dim))
     super().build(features_shape)
 
   def projections(self, latent: tf.Tensor, is_first=None
@@ -282,6 +300,10 @@ class ContrastiveRepresentation(MLPBottleneck):
     loss = info_nce(query, key, mask, self.temperature)
     return self.aux_scale * loss, {'info_nce': loss}
 
+  def get_config(self):
+    return {**super().get_config(), 'temperature': self.temperature,
+            'projection_dim': self.query.units, 'aux_scale': self.aux_scale}
+
 
 @REPRESENTATIONS.register('vq')
 class VQRepresentation(RepresentationLearner):
@@ -298,16 +320,15 @@ class VQRepresentation(RepresentationLearner):
   the encoder near its codes). Metrics, averaged over the groups: the
   codebook perplexity (exp of the entropy of the batch's code
   frequencies) and the number of codes used in the batch.
+
+  D must be a multiple of G: a rule of the config (representation_learner
+  latent_dim and codebook_groups), checked there.
   """
 
   def __init__(self, latent_dim: int = 64, units: int = 256, layers: int = 1,
                activation: str = 'silu', codebook_size: int = 64,
                codebook_groups: int = 8, commitment: float = 0.25, **kwargs):
     super().__init__(**kwargs)
-    if latent_dim % codebook_groups:
-      raise ValueError(
-          f'VQ latent_dim={latent_dim} is not divisible by '
-          f'codebook_groups={codebook_groups}.')
     self.latent_dim = latent_dim
     self.codebook_size = codebook_size
     self.codebook_groups = codebook_groups
@@ -320,7 +341,9 @@ class VQRepresentation(RepresentationLearner):
                                   dtype=self.dtype_policy)
     # Codes spread over the tanh range of z_e, so many are near some input.
     # Quantisation stays float32 under a bfloat16 policy (autocast=False):
-    # bfloat16's 8-bit mantissa would blur the nearest-code distances.
+    # bfloat16's 8-bit mantissa would blur the nearest-code distances. The
+    # codebook's shape does not depend on the input, so it is made here and
+    # nearest_code works before the first call.
     self.codebook = self.add_weight(
         shape=(codebook_groups, codebook_size, self.code_dim),
         name='codebook',
@@ -373,6 +396,12 @@ class VQRepresentation(RepresentationLearner):
             tf.reduce_sum(tf.cast(usage > 0, tf.float32), -1)),
     }
     return codebook_loss + self.commitment * commitment_loss, metrics
+
+  def get_config(self):
+    return {**super().get_config(), 'latent_dim': self.latent_dim,
+            **self.mlp.arguments(), 'codebook_size': self.codebook_size,
+            'codebook_groups': self.codebook_groups,
+            'commitment': self.commitment}
 
 
 REPRESENTATIONS.register('rssm')(RSSM)

@@ -110,7 +110,8 @@ class RSSM(keras.Model):
       gradient.
     beta: weight of the KL term.
     kl_balance: share of the KL that trains the prior (0.8: DreamerV2's
-      balance); the rest regularises the posterior.
+      balance); the rest regularises the posterior. In [0, 1]: a rule of
+      the config (representation_learner.kl_balance), checked there.
 
   API (N any batch size):
     initial_state(N) -> zeros [N, D];
@@ -135,8 +136,6 @@ class RSSM(keras.Model):
     self.deter_dim = deter_dim
     self.action_dim = action_dim
     self.latent_dim = deter_dim + latent_dim
-    if not 0.0 <= kl_balance <= 1.0:
-      raise ValueError(f'kl_balance must be in [0, 1], got {kl_balance}.')
     self.free_nats = free_nats
     self.beta = beta
     self.kl_balance = kl_balance
@@ -155,9 +154,19 @@ class RSSM(keras.Model):
   def build(self, features_shape):
     # Training goes through observe_sequence, not call: build every layer
     # here so that a model first called after training sees them all.
-    self.observe_step(self.initial_state(1), tf.zeros([1, self.action_dim]),
-                      tf.zeros([1, features_shape[-1]]), tf.ones([1]))
+    self.build_prior()
+    posterior_inputs = self.deter_dim + features_shape[-1]
+    _build_once(self.post_mlp, posterior_inputs)
+    _build_once(self.post_out, self.post_mlp.output_dim(posterior_inputs))
     super().build(features_shape)
+
+  def build_prior(self) -> None:
+    """Creates the weights of `prior_step` (GRU path and prior head)."""
+    _build_once(self.img_in, self.stoch_dim + self.action_dim)
+    _build_once(self.gru, self.img_in.output_dim(
+        self.stoch_dim + self.action_dim))
+    _build_once(self.prior_mlp, self.deter_dim)
+    _build_once(self.prior_out, self.prior_mlp.output_dim(self.deter_dim))
 
   def initial_state(self, batch_size) -> tf.Tensor:
     return tf.zeros([batch_size, self.latent_dim])
@@ -247,6 +256,18 @@ class RSSM(keras.Model):
   def own_dynamics(self) -> 'RSSMPriorDynamics':
     return RSSMPriorDynamics(self, name='dynamics')
 
+  def get_config(self):
+    return {**super().get_config(), 'latent_dim': self.stoch_dim,
+            'deter_dim': self.deter_dim, 'action_dim': self.action_dim,
+            **self.prior_mlp.arguments(), 'free_nats': self.free_nats,
+            'beta': self.beta, 'kl_balance': self.kl_balance}
+
+
+def _build_once(layer: keras.layers.Layer, input_dim: int) -> None:
+  """Builds `layer` for inputs [N, input_dim] unless it is built already."""
+  if not layer.built:
+    layer.build((None, input_dim))
+
 
 def _stopped(normal: tfd.Distribution) -> tfd.Distribution:
   """The same Normal with its parameters' gradients stopped."""
@@ -270,8 +291,7 @@ class RSSMPriorDynamics(DynamicsModel):
     self.latent_dim = rssm.latent_dim
 
   def build(self, state_shape):
-    self.rssm.prior_step(tf.zeros([1, self.latent_dim]),
-                         tf.zeros([1, self.rssm.action_dim]))
+    self.rssm.build_prior()
     super().build(state_shape)
 
   def call(self, state, action):

@@ -7,27 +7,17 @@ with a message naming the space and what is allowed.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from typing import Optional
 
 import gymnasium as gym
 import numpy as np
 
+from wm_tf.specs import EnvSpec  # noqa: F401  (re-exported)
+
 
 class UnsupportedEnvironment(ValueError):
   """An environment id or space that wm_tf cannot train on."""
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvSpec:
-  """What the agent needs to know of an environment."""
-  id: str
-  observation_dim: int
-  action_dim: int  # number of choices (discrete) or vector size (continuous)
-  discrete: bool
-  low: Optional[tuple] = None  # continuous action bounds, [action_dim]
-  high: Optional[tuple] = None
 
 
 def _unknown_id_message(env_id: str, error: Exception) -> str:

@@ -1,9 +1,9 @@
-"""Averaging scalar metrics between writes to TensorBoard."""
+"""Scalar averages, scalars and histograms for TensorBoard."""
 
 from __future__ import annotations
 
 import collections
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -45,3 +45,38 @@ def write_histograms(writer, values: Mapping[str, np.ndarray],
       if value.size:
         tf.summary.histogram(name, value.reshape(-1))
   writer.flush()
+
+
+def run_histograms(world_model, spec, batch: Optional[Mapping[str, np.ndarray]],
+                   actions: Sequence[np.ndarray]) -> Dict[str, np.ndarray]:
+  """Histogram values of the latents of `batch` and of the env actions.
+
+  Args:
+    world_model: its `latent_states` gives the latents [B, T, D] of a
+      replayed batch, carrying a recurrent representation's history along
+      each sequence.
+    spec: the environment's `EnvSpec`.
+    batch: the last sampled batch (observation, action, is_first
+      [B, T, ...]), or None.
+    actions: arrays [N_i, A] of the agent's actions since the last write.
+
+  Returns:
+    {'latent/state', 'train/action' (the index for discrete actions, else
+    [N, A]) and, for continuous actions, 'train/action_<i>' for the first
+    8 dimensions}, each present only when there is data for it.
+  """
+  values = {}
+  if batch is not None:
+    latent = world_model.latent_states(
+        {k: tf.convert_to_tensor(batch[k])
+         for k in ('observation', 'action', 'is_first')})
+    values['latent/state'] = latent.numpy()
+  if actions:
+    actions = np.concatenate(actions)
+    if spec.discrete:  # the index of the one-hot action
+      values['train/action'] = np.argmax(actions, -1)
+    else:
+      values['train/action'] = actions
+      for i in range(min(spec.action_dim, 8)):
+        values[f'train/action_{i}'] = actions[:, i]
+  return values

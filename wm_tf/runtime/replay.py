@@ -37,13 +37,14 @@ data from disk. Only one buffer should write to a directory at a time.
 """
 
 import os
-import re
-import tempfile
 import warnings
-import zipfile
-import zlib
 
 import numpy as np
+
+from wm_tf.runtime.episode_files import (READ_ERRORS, check_step_value,
+                                         episode_filename, index_after_files,
+                                         list_episode_files, read_episode,
+                                         write_episode)
 
 __all__ = [
     "SequenceReplay",
@@ -54,13 +55,6 @@ __all__ = [
 
 # Keys the buffer itself reads; every spec must contain them.
 _REQUIRED_FLAGS = ("is_first", "is_last")
-
-_EPISODE_FILE = re.compile(r"ep-(\d+)-s(\d+)-len(\d+)\.npz")
-
-# What a damaged or truncated .npz can raise while being read.
-_READ_ERRORS = (
-    OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
-
 
 def default_step_spec(obs_dim, act_dim):
     """Spec of the standard Dreamer step record.
@@ -80,45 +74,6 @@ def default_step_spec(obs_dim, act_dim):
         "is_terminal": ((), np.bool_),
         "is_last": ((), np.bool_),
     }
-
-
-def episode_filename(index, stream, length):
-    """File name of a stored episode, e.g. ``ep-000012-s0-len37.npz``."""
-    return f"ep-{index:06d}-s{stream}-len{length}.npz"
-
-
-def list_episode_files(directory):
-    """Episode files in ``directory``, sorted by episode index.
-
-    Temporary files from interrupted writes do not match the name pattern and
-    are left out.
-
-    Returns:
-        list of (index, stream, length, path) tuples.
-    """
-    found = []
-    for name in os.listdir(directory):
-        match = _EPISODE_FILE.fullmatch(name)
-        if match:
-            index, stream, length = (int(group) for group in match.groups())
-            found.append((index, stream, length, os.path.join(directory, name)))
-    found.sort()
-    return found
-
-
-def _checked(key: str, value: np.ndarray, shape: tuple, dtype) -> np.ndarray:
-    """`value` as `dtype` after checking its shape and dtype kind.
-
-    Raises ValueError naming `key` when the shape differs from `shape` or
-    the dtype cannot be cast within its kind (e.g. float to int).
-    """
-    if value.shape != shape:
-        raise ValueError(
-            f"key '{key}': expected shape {shape}, got {value.shape}")
-    if not np.can_cast(value.dtype, dtype, casting="same_kind"):
-        raise ValueError(
-            f"key '{key}': cannot store dtype {value.dtype} as {dtype}")
-    return value.astype(dtype, copy=False)
 
 
 class SequenceReplay:
@@ -195,7 +150,7 @@ class SequenceReplay:
         self._next_episode_index = 0
         if self.directory is not None:
             os.makedirs(self.directory, exist_ok=True)
-            self._next_episode_index = _index_after_files(self.directory)
+            self._next_episode_index = index_after_files(self.directory)
 
     @property
     def num_steps(self):
@@ -370,7 +325,7 @@ class SequenceReplay:
             self._num_episodes += int(episode["is_last"][-1])
         if self.directory is not None:
             self._next_episode_index = max(
-                self._next_episode_index, _index_after_files(self.directory))
+                self._next_episode_index, index_after_files(self.directory))
         return loaded_steps
 
     def _joined_episodes(self, directory):
@@ -385,7 +340,7 @@ class SequenceReplay:
         for _, recorded, length, path in list_episode_files(directory):
             try:
                 chunk = self._read_episode(path, length)
-            except _READ_ERRORS as error:
+            except READ_ERRORS as error:
                 warnings.warn(
                     f"skipping unreadable episode file {path}: {error!r}",
                     stacklevel=3)
@@ -414,8 +369,8 @@ class SequenceReplay:
                 f"unexpected {extra}")
         values = {}
         for key, (shape, dtype) in self._spec.items():
-            values[key] = _checked(key, np.asarray(step[key]),
-                                   leading + shape, dtype)
+            values[key] = check_step_value(key, np.asarray(step[key]),
+                                           leading + shape, dtype)
         return values
 
     def _write(self, streams, values):
@@ -466,43 +421,16 @@ class SequenceReplay:
         self._mid_episode[stream] = not values["is_last"][-1]
 
     def _save_episode(self, stream, steps):
-        """Writes an episode atomically: temp file, fsync, then rename.
-
-        A reader therefore sees either no file or the complete one, even if
-        the process dies mid-write.
-        """
+        """Writes an episode atomically (see `episode_files.write_episode`)."""
         episode = {key: np.stack([step[key] for step in steps])
                    for key in self._spec}
         name = episode_filename(self._next_episode_index, stream, len(steps))
         self._next_episode_index += 1
-        # The leading dot and .tmp suffix keep it out of list_episode_files.
-        handle, temp_path = tempfile.mkstemp(
-            dir=self.directory, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez_compressed(file, **episode)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp_path, os.path.join(self.directory, name))
-        except BaseException:
-            if os.path.exists(temp_path):
-                os.remove(temp_path)
-            raise
-        _fsync_directory(self.directory)
+        write_episode(self.directory, name, episode)
 
     def _read_episode(self, path, length):
         """Reads one episode file into arrays [length, *spec_shape]."""
-        if length < 1:
-            raise ValueError("empty episode")
-        episode = {}
-        # Opening the file here closes it even when np.load rejects it.
-        with open(path, "rb") as file, np.load(file, allow_pickle=False) as data:
-            for key, (shape, dtype) in self._spec.items():
-                if key not in data.files:
-                    raise KeyError(f"missing key '{key}'")
-                episode[key] = _checked(key, data[key], (length,) + shape,
-                                        dtype)
-        return episode
+        return read_episode(path, length, self._spec)
 
     def _stored(self):
         """Steps held per stream, [num_streams]."""
@@ -516,23 +444,3 @@ class SequenceReplay:
         """Ring slot of each stream's oldest stored step, [num_streams]."""
         full = self._count > self.capacity_per_stream
         return np.where(full, self._count % self.capacity_per_stream, 0)
-
-
-def _index_after_files(directory):
-    """Episode index following the highest one stored in ``directory``."""
-    files = list_episode_files(directory)
-    return files[-1][0] + 1 if files else 0
-
-
-def _fsync_directory(directory):
-    """Makes a rename durable; not every platform can open a directory."""
-    try:
-        handle = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(handle)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)

@@ -20,7 +20,6 @@ the end.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import warnings
@@ -40,10 +39,11 @@ from wm_tf.runtime import run_lock
 from wm_tf.runtime import run_log
 from wm_tf.runtime import tensorboard_images
 from wm_tf.runtime.environments import inspect_env, make_vector_env
-from wm_tf.runtime.metrics import (ScalarAverager, write_histograms,
-                                   write_scalars)
-from wm_tf.runtime.replay import (SequenceReplay, default_step_spec,
-                                  list_episode_files)
+from wm_tf.runtime.metrics import (ScalarAverager, run_histograms,
+                                   write_histograms, write_scalars)
+from wm_tf.runtime.profiling import StepProfiler
+from wm_tf.runtime.replay import SequenceReplay, default_step_spec
+from wm_tf.runtime.run_state import CheckpointedRun
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,7 +71,18 @@ def update_was_nonfinite(metrics: Dict[str, object]) -> bool:
                  for k, v in metrics.items() if k.endswith('/loss'))
 
 
-class Trainer:
+def _local_batch_size(config: config_lib.Config,
+                      strategy: Optional[tf.distribute.Strategy]) -> int:
+  """The sequences this worker samples per update."""
+  if strategy is None:
+    return config.replay.batch_size
+  try:
+    return distribution.local_batch_size(strategy, config.replay.batch_size)
+  except ValueError as e:
+    raise config_lib.ConfigError(str(e)) from None
+
+
+class Trainer(CheckpointedRun):
   """Trains one agent on one environment as the config says.
 
   Args:
@@ -106,16 +117,10 @@ class Trainer:
     self.config = config
     self.strategy = (strategy if distribution.replicates(strategy)
                      else None)
-    self.batch_size = config.replay.batch_size  # sampled per update
-    if self.strategy is not None:
-      try:
-        self.batch_size = distribution.local_batch_size(
-            self.strategy, config.replay.batch_size)
-      except ValueError as e:
-        raise config_lib.ConfigError(str(e)) from None
+    self.batch_size = _local_batch_size(config, self.strategy)
     self.logdir = os.path.abspath(logdir)
     self.progress = progress
-    self.profile_steps = profile_steps
+    self.profiler = StepProfiler(self.logdir, profile_steps)
     env = config.env
     # Fails here, before anything is built, on a bad id or space.
     self.spec = inspect_env(env.id, env.max_episode_steps)
@@ -129,6 +134,24 @@ class Trainer:
         os.path.join(self.logdir, 'config.yaml'), self.config_text)
 
     self.agent: Agent = build_agent(config, self.spec, self.strategy)
+    self._make_replay_and_seeds()
+    self._reset_run_state()
+    self.evaluations = run_log.EvaluationLog(self.logdir)
+    self.checkpoints = checkpoints_lib.RunCheckpoint(
+        os.path.join(self.logdir, 'checkpoints'), self.agent,
+        values=self._state_values(), trackables={'seeds': self.seeds},
+        max_to_keep=config.run.checkpoints_to_keep)
+    self.resumed_from: Optional[checkpoints_lib.Restored] = None
+    self.dropped_evaluations = 0  # rows after the checkpoint, taken back
+    self.reloaded_steps = self._resume()
+    # Opened after the resume so that its file sorts after the session
+    # start `_resume` writes.
+    self.writer = tf.summary.create_file_writer(self.logdir)
+    self._last_saved = self.train_steps if self.resumed_from else None
+    self._last_saved_time = time.monotonic()
+
+  def _make_replay_and_seeds(self) -> None:
+    config, env = self.config, self.config.env
     # Each worker of a cluster collects its own data (worker 0: config seed).
     self.collect_seed = distribution.worker_seed(config.seed, self.strategy)
     rc = config.replay
@@ -148,6 +171,9 @@ class Trainer:
     # when the function is traced (worker 0: the same draw as _next_seed).
     self._next_acting_seed = tf.function(
         lambda: distribution.worker_seed(draw(), self.strategy))
+
+  def _reset_run_state(self) -> None:
+    """The counters and buffers of a new run (`_resume` may set them)."""
     # Run state saved in every checkpoint (with the agent and `seeds`).
     self.env_steps = 0
     self.episodes = 0  # finished training episodes
@@ -158,113 +184,12 @@ class Trainer:
     self._update_seconds = []  # wall seconds per update since the last eval
     self.compile_seconds: Optional[float] = None  # the first update's time
     self._bar: Optional[tqdm.tqdm] = None
-    self.evaluations = run_log.EvaluationLog(self.logdir)
-    self.checkpoints = checkpoints_lib.RunCheckpoint(
-        os.path.join(self.logdir, 'checkpoints'), self.agent,
-        values=self._state_values(), trackables={'seeds': self.seeds},
-        max_to_keep=config.run.checkpoints_to_keep)
     self.eval_history: List[Dict[str, float]] = []
     self.nonfinite_in_a_row = 0
     self._last_batch: Optional[Dict[str, np.ndarray]] = None
     self._actions: List[np.ndarray] = []  # env actions since the histogram
-    self._profiling = False
-    self._compile_train_first = self.strategy is None and config.run.jit
-    self.resumed_from: Optional[checkpoints_lib.Restored] = None
-    self.dropped_evaluations = 0  # rows after the checkpoint, taken back
-    self.reloaded_steps = self._resume()
-    # Opened after the resume so that its file sorts after the session
-    # start `_resume` writes.
-    self.writer = tf.summary.create_file_writer(self.logdir)
-    self._last_saved = self.train_steps if self.resumed_from else None
-    self._last_saved_time = time.monotonic()
-
-  # -- state ----------------------------------------------------------------
-
-  @property
-  def train_steps(self) -> int:
-    return int(self.agent.learner.train_steps.numpy())
-
-  def _state_values(self) -> Dict[str, object]:
-    return {
-        'env_steps': self.env_steps,
-        'episodes': self.episodes,
-        'updates_due': float(self.updates_due),
-        'last_log': self.last_log,
-        'last_eval': self.last_eval,
-        'last_histogram': self.last_histogram,
-        'last_image': self.last_image,
-        'nonfinite_updates': self.nonfinite_total,
-        'action_rng': checkpoints_lib.rng_state_text(self.rng),
-        'replay_rng': checkpoints_lib.rng_state_text(self.replay.rng),
-        'config': self.config_text,
-    }
-
-  def _resume(self) -> int:
-    """Restores the newest checkpoint, reloads the episodes on disk and
-    sets the counters from them; returns the steps reloaded."""
-    self.checkpoints.remove_interrupted_saves()
-    self.replay.remove_interrupted_writes()
-    restored = self.checkpoints.restore_newest()
-    checkpoint_env_steps = 0
-    if restored is not None:
-      self.checkpoints.discard(restored.skipped)
-      v = restored.values
-      checkpoint_env_steps = v['env_steps']
-      self.updates_due = v['updates_due']
-      self.last_log, self.last_eval = v['last_log'], v['last_eval']
-      self.last_histogram, self.last_image = (v['last_histogram'],
-                                              v['last_image'])
-      self.nonfinite_total = v['nonfinite_updates']
-      checkpoints_lib.set_rng_state(self.rng, v['action_rng'])
-      checkpoints_lib.set_rng_state(self.replay.rng, v['replay_rng'])
-      self.resumed_from = restored
-    stored = self.replay.load() if list_episode_files(
-        self.replay.directory) else 0
-    if restored is None and stored == 0:
-      run_log.mark_session_start(self.logdir, 0)  # a new run
-      return 0
-    self.env_steps = stored
-    self.episodes = self.replay.num_episodes
-    # The updates owed for the data stored after the checkpoint (or taken
-    # back for steps the checkpoint counted and the disk lost).
-    prefill = self.config.run.prefill_steps
-    self.updates_due += self.config.run.train_ratio * (
-        max(stored, prefill) - max(checkpoint_env_steps, prefill))
-    written = len(self.evaluations.rows())
-    kept = self.evaluations.keep_until(self.last_eval)
-    self.dropped_evaluations = written - len(kept)
-    self.eval_history = kept
-    # Every record written before the checkpoint has a step at or below
-    # these; every one written after it, a step above.
-    newest_record = max(self.last_log, self.last_eval, self.last_histogram,
-                        self.last_image) if restored else -1
-    run_log.mark_session_start(self.logdir, newest_record + 1)
-    return stored
-
-  def save_checkpoint(self) -> str:
-    """Saves `ckpt-<train step>` with the agent and the run state.
-
-    The unfinished episodes' steps go to disk first, so the data on disk
-    holds every env step the checkpoint counts.
-    """
-    self.replay.save_open_episodes()
-    self._last_saved = self.train_steps
-    self._last_saved_time = time.monotonic()
-    return self.checkpoints.save(self.train_steps, self._state_values())
-
-  def _reset_seed(self) -> int:
-    """Seed of the environments' reset.
-
-    A new run uses `collect_seed` (the config seed but on workers after the
-    first). A resumed run mixes in the number of episodes on disk, so it
-    does not replay (and store again) the episodes that a run killed after
-    its checkpoint already stored.
-    """
-    stored = len(list_episode_files(self.replay.directory))
-    if stored == 0:
-      return self.collect_seed
-    sequence = np.random.SeedSequence([self.collect_seed, stored])
-    return int(sequence.generate_state(1)[0] >> 1)
+    self._compile_train_first = (self.strategy is None and
+                                 self.config.run.jit)
 
   # -- updates --------------------------------------------------------------
 
@@ -319,7 +244,7 @@ class Trainer:
     """Runs the whole updates due, checkpointing when one is due."""
     while self.updates_due >= 1.0:
       self.updates_due -= 1.0
-      with self._profile_context(self.train_steps):
+      with self.profiler.around(self.train_steps):
         self._update(averager)
       if self._checkpoint_due():
         self.save_checkpoint()
@@ -329,22 +254,6 @@ class Trainer:
     last evaluation: the median ignores the few compiling calls."""
     times, self._update_seconds = self._update_seconds, []
     return 1e3 * float(np.median(times)) if times else float('nan')
-
-  def _checkpoint_due(self) -> bool:
-    """A multiple of run.checkpoint_every train steps was reached, or
-    run.checkpoint_seconds have passed, since the last save.
-
-    Never while non-finite updates are being skipped: the newest
-    checkpoint stays the last good one.
-    """
-    if self.nonfinite_in_a_row:
-      return False
-    every = self.config.run.checkpoint_every
-    if every and self.train_steps // every > (self._last_saved or 0) // every:
-      return True
-    seconds = self.config.run.checkpoint_seconds
-    return bool(seconds) and (
-        time.monotonic() - self._last_saved_time >= seconds)
 
   def _record_update(self, metrics, averager: ScalarAverager) -> None:
     """Averages an update's metrics; counts and checks non-finite ones."""
@@ -367,25 +276,6 @@ class Trainer:
     metrics = dict(metrics)
     metrics.setdefault('learner/nonfinite', 0.0)
     averager.add(metrics)
-
-  def _profile_context(self, step: int):
-    """Starts/stops the profiler around train step `step` as asked."""
-    if self.profile_steps is None:
-      return contextlib.nullcontext()
-    start, stop = self.profile_steps
-    if not self._profiling and start <= step < stop:
-      tf.profiler.experimental.start(self.logdir)
-      self._profiling = True
-    elif self._profiling and step >= stop:
-      self._stop_profiler()
-    if self._profiling:
-      return tf.profiler.experimental.Trace('train', step_num=step, _r=1)
-    return contextlib.nullcontext()
-
-  def _stop_profiler(self) -> None:
-    if self._profiling:
-      tf.profiler.experimental.stop()
-      self._profiling = False
 
   # -- evaluation and logging -----------------------------------------------
 
@@ -427,26 +317,10 @@ class Trainer:
     return result
 
   def _write_histograms(self) -> None:
-    """Histograms of the last batch's latents and of the actions since.
-
-    Latents come from `latent_states`, which carries a recurrent
-    representation's history along each sequence.
-    """
-    values = {}
-    if self._last_batch is not None:
-      latent = self.agent.world_model.latent_states(
-          {k: tf.convert_to_tensor(self._last_batch[k])
-           for k in ('observation', 'action', 'is_first')})
-      values['latent/state'] = latent.numpy()
-    if self._actions:
-      actions = np.concatenate(self._actions)
-      if self.spec.discrete:  # the index of the one-hot action
-        values['train/action'] = np.argmax(actions, -1)
-      else:
-        values['train/action'] = actions
-        for i in range(min(self.spec.action_dim, 8)):
-          values[f'train/action_{i}'] = actions[:, i]
-    write_histograms(self.writer, values, self.env_steps)
+    """Histograms of the last batch's latents and of the actions since."""
+    write_histograms(self.writer, run_histograms(
+        self.agent.world_model, self.spec, self._last_batch, self._actions),
+                     self.env_steps)
     self._actions = []
 
   def _write_image(self) -> None:
@@ -476,40 +350,17 @@ class Trainer:
     last_eval_return: Optional[float] = None
     summary: Dict[str, float] = {}
     start = time.time()
-    bar = tqdm.tqdm(total=c.run.total_env_steps,
-                    initial=min(self.env_steps, c.run.total_env_steps),
-                    disable=not self.progress, unit='step', dynamic_ncols=True)
-    self._bar = bar
+    bar = self._bar = tqdm.tqdm(
+        total=c.run.total_env_steps,
+        initial=min(self.env_steps, c.run.total_env_steps),
+        disable=not self.progress, unit='step', dynamic_ncols=True)
     if self.eval_history:
       last_eval_return = self.eval_history[-1]['eval/return']
     keep_actions = bool(c.run.histogram_every)
-    # The policy's state per environment. Prefill's random steps leave it
-    # at the initial state, from which the first policy step starts as an
-    # episode start does (and as every replayed training window does).
-    acting = collector_lib.PolicyActing(self.agent.policy, n)
-
-    def choose(obs):
-      if self.env_steps < c.run.prefill_steps:
-        return collector_lib.random_actions(self.rng, self.spec, n)
-      action, stats = acting.act(obs, collector.is_first,
-                                 self._next_acting_seed())
-      averager.add(stats)  # acting/uncertain_steps with acting.uncertainty
-      return action
-
+    choose = self._action_chooser(collector, averager)
     try:
       while self.env_steps < c.run.total_env_steps:
-        record = collector.step(choose)
-        self.replay.add_batch(record)
-        self.env_steps += n
-        bar.update(n)
-        if keep_actions:
-          live = ~np.asarray(record['is_last'])  # no action on a last step
-          self._actions.append(np.asarray(record['action'])[live])
-        for episode in collector.pop_finished():
-          self.episodes += 1
-          averager.add({'train/episode_return': episode['return'],
-                        'train/episode_length': episode['length']})
-
+        self._collect(collector, choose, averager, keep_actions)
         if (self.env_steps >= c.run.prefill_steps and
             self.replay.can_sample(c.replay.batch_size)):
           self.updates_due += c.run.train_ratio * n
@@ -521,32 +372,9 @@ class Trainer:
           summary.update(result)
 
         if self.env_steps - self.last_log >= c.run.log_every:
-          elapsed = time.time() - start
-          scalars = averager.flush()
-          scalars['perf/fps'] = ((self.env_steps - first_env_step) /
-                                 max(elapsed, 1e-9))
-          scalars['perf/train_steps'] = float(self.train_steps)
-          scalars['train/episodes'] = float(self.episodes)
-          scalars['train/nonfinite_updates'] = float(self.nonfinite_total)
-          scalars['replay/steps'] = float(self.replay.num_steps)
-          scalars['replay/episodes'] = float(self.replay.num_episodes)
-          write_scalars(self.writer, scalars, self.env_steps)
-          summary.update(scalars)
-          self.last_log = self.env_steps
-          postfix = {'fps': f'{scalars["perf/fps"]:.0f}'}
-          if last_eval_return is not None:
-            postfix['eval'] = f'{last_eval_return:.1f}'
-          bar.set_postfix(postfix)
-
-        if (c.run.histogram_every and
-            self.env_steps - self.last_histogram >= c.run.histogram_every):
-          self.last_histogram = self.env_steps
-          self._write_histograms()
-
-        if (c.run.image_every and self._last_batch is not None and
-            self.env_steps - self.last_image >= c.run.image_every):
-          self.last_image = self.env_steps
-          self._write_image()
+          summary.update(self._log(averager, start, first_env_step,
+                                   last_eval_return))
+        self._write_pictures_due()
       # A resumed run whose data on disk had reached the end: the updates
       # owed for it, then its final evaluation.
       if self.replay.can_sample(c.replay.batch_size):
@@ -554,11 +382,81 @@ class Trainer:
       if self._evaluation_due():
         summary.update(self._evaluate_and_record(start))
     finally:
-      self._stop_profiler()
+      self.profiler.stop()
       bar.close()
       self._bar = None
       envs.close()
       self.writer.flush()
+    return self._finish(summary, start)
+
+  def _action_chooser(self, collector, averager: ScalarAverager):
+    """obs [N, O] -> env actions: random during prefill, then the policy's."""
+    n = collector.num_envs
+    # The policy's state per environment. Prefill's random steps leave it
+    # at the initial state, from which the first policy step starts as an
+    # episode start does (and as every replayed training window does).
+    acting = collector_lib.PolicyActing(self.agent.policy, n)
+
+    def choose(obs):
+      if self.env_steps < self.config.run.prefill_steps:
+        return collector_lib.random_actions(self.rng, self.spec, n)
+      action, stats = acting.act(obs, collector.is_first,
+                                 self._next_acting_seed())
+      averager.add(stats)  # acting/uncertain_steps with acting.uncertainty
+      return action
+
+    return choose
+
+  def _collect(self, collector, choose, averager: ScalarAverager,
+               keep_actions: bool) -> None:
+    """One step of every environment, stored; finished episodes counted."""
+    record = collector.step(choose)
+    self.replay.add_batch(record)
+    self.env_steps += collector.num_envs
+    self._bar.update(collector.num_envs)
+    if keep_actions:
+      live = ~np.asarray(record['is_last'])  # no action on a last step
+      self._actions.append(np.asarray(record['action'])[live])
+    for episode in collector.pop_finished():
+      self.episodes += 1
+      averager.add({'train/episode_return': episode['return'],
+                    'train/episode_length': episode['length']})
+
+  def _log(self, averager: ScalarAverager, start: float, first_env_step: int,
+           last_eval_return: Optional[float]) -> Dict[str, float]:
+    """Writes the averaged scalars and the run's counters; returns them."""
+    elapsed = time.time() - start
+    scalars = averager.flush()
+    scalars['perf/fps'] = ((self.env_steps - first_env_step) /
+                           max(elapsed, 1e-9))
+    scalars['perf/train_steps'] = float(self.train_steps)
+    scalars['train/episodes'] = float(self.episodes)
+    scalars['train/nonfinite_updates'] = float(self.nonfinite_total)
+    scalars['replay/steps'] = float(self.replay.num_steps)
+    scalars['replay/episodes'] = float(self.replay.num_episodes)
+    write_scalars(self.writer, scalars, self.env_steps)
+    self.last_log = self.env_steps
+    postfix = {'fps': f'{scalars["perf/fps"]:.0f}'}
+    if last_eval_return is not None:
+      postfix['eval'] = f'{last_eval_return:.1f}'
+    self._bar.set_postfix(postfix)
+    return scalars
+
+  def _write_pictures_due(self) -> None:
+    """Histograms and the prediction image, each when its interval passed."""
+    c = self.config
+    if (c.run.histogram_every and
+        self.env_steps - self.last_histogram >= c.run.histogram_every):
+      self.last_histogram = self.env_steps
+      self._write_histograms()
+    if (c.run.image_every and self._last_batch is not None and
+        self.env_steps - self.last_image >= c.run.image_every):
+      self.last_image = self.env_steps
+      self._write_image()
+
+  def _finish(self, summary: Dict[str, float], start: float
+              ) -> Dict[str, float]:
+    """The final checkpoint (unless updates are failing) and summary."""
     if self.eval_history and 'eval/return' not in summary:
       last = self.eval_history[-1]
       summary.update({k: last[k] for k in ('eval/return', 'eval/return_std')

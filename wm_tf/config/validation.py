@@ -1,0 +1,265 @@
+"""Validation: every range and consistency rule of the config, each once.
+
+A rule's error is one line naming the key(s), the value and what is
+allowed. Components check nothing that is checked here: the builder only
+passes them validated values.
+"""
+
+from __future__ import annotations
+
+import math
+
+from wm_tf.config.schema import Config, ConfigError, DynamicsConfig, lookup
+
+
+# Bounds checked after types: (path, predicate, what is allowed).
+_RANGES = (
+    ('env.num_envs', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.total_env_steps', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.prefill_steps', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.train_ratio', lambda v: v > 0, 'a number > 0'),
+    ('run.eval_every', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.eval_episodes', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.log_every', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.checkpoint_every', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.checkpoint_seconds', lambda v: v >= 0, 'a number >= 0'),
+    ('run.checkpoints_to_keep', lambda v: v >= 1, 'an integer >= 1'),
+    ('run.histogram_every', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.image_every', lambda v: v >= 0, 'an integer >= 0'),
+    ('run.max_nonfinite_in_a_row', lambda v: v >= 1, 'an integer >= 1'),
+    ('representation_learner.latent_dim', lambda v: v >= 1, 'an integer >= 1'),
+    ('dynamics.fixed_std', lambda v: v > 0, 'a number > 0'),
+    ('dynamics.min_std', lambda v: v > 0, 'a number > 0'),
+    ('dynamics.members', lambda v: v >= 2, 'an integer >= 2'),
+    ('dynamics.components', lambda v: v >= 2, 'an integer >= 2'),
+    ('representation_learner.aux_scale', lambda v: v >= 0, 'a number >= 0'),
+    ('representation_learner.beta', lambda v: v is None or v >= 0,
+     'a number >= 0 (or null: by type)'),
+    ('representation_learner.temperature', lambda v: v > 0, 'a number > 0'),
+    ('representation_learner.projection_dim', lambda v: v >= 1,
+     'an integer >= 1'),
+    ('representation_learner.codebook_size', lambda v: v >= 2,
+     'an integer >= 2'),
+    ('representation_learner.codebook_groups', lambda v: v >= 1,
+     'an integer >= 1'),
+    ('representation_learner.commitment', lambda v: v >= 0, 'a number >= 0'),
+    ('representation_learner.deter_dim', lambda v: v >= 1, 'an integer >= 1'),
+    ('representation_learner.free_nats', lambda v: v >= 0, 'a number >= 0'),
+    ('representation_learner.kl_balance', lambda v: 0 <= v <= 1,
+     'a number in [0, 1]'),
+    ('actor.entropy', lambda v: v >= 0, 'a number >= 0'),
+    ('actor.min_std', lambda v: v > 0, 'a number > 0'),
+    ('critic.slow_target_fraction', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    ('returns.lambda', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    ('returns.n', lambda v: v >= 1, 'an integer >= 1'),
+    ('imagination.horizon', lambda v: v >= 1, 'an integer >= 1'),
+    ('imagination.gamma', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    ('warmup.steps', lambda v: v >= 0, 'an integer >= 0'),
+    ('warmup.critic_real_return_mix', lambda v: 0 <= v <= 1,
+     'a number in [0, 1]'),
+    ('world_model.target_every', lambda v: v >= 1, 'an integer >= 1'),
+    ('world_model.target_tau', lambda v: 0 < v <= 1, 'a number in (0, 1]'),
+    ('imagination.real_ratio', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    ('optimizers.alpha', lambda v: v >= 0, 'a number >= 0'),
+    ('optimizers.beta', lambda v: v >= 0, 'a number >= 0'),
+    ('mpc.samples', lambda v: v >= 1, 'an integer >= 1'),
+    ('mpc.horizon', lambda v: v >= 1, 'an integer >= 1'),
+    ('mpc.iterations', lambda v: v >= 1, 'an integer >= 1'),
+    ('mpc.elites', lambda v: v >= 1, 'an integer >= 1'),
+    ('acting.uncertainty_threshold', lambda v: v > 0, 'a number > 0'),
+    ('acting.uncertainty_quantile', lambda v: 0 < v < 1,
+     'a number in (0, 1)'),
+    ('acting.uncertainty_decay', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
+    ('replay.capacity', lambda v: v >= 1, 'an integer >= 1'),
+    ('replay.batch_size', lambda v: v >= 1, 'an integer >= 1'),
+    ('replay.sequence_length', lambda v: v >= 2, 'an integer >= 2'),
+) + tuple(
+    (f'optimizers.{part}.{key}', check, allowed)
+    for part in ('world_model', 'actor', 'critic')
+    for key, check, allowed in (
+        ('learning_rate', lambda v: math.isfinite(v) and v >= 0,
+         'a finite number >= 0'),
+        ('clip_norm', lambda v: math.isfinite(v) and v > 0,
+         'a finite number > 0'),
+        ('epsilon', lambda v: math.isfinite(v) and v > 0,
+         'a finite number > 0')))
+
+
+
+def check_ranges(config: Config) -> None:
+  for path, ok, allowed in _RANGES:
+    value = lookup(config, path)
+    if not ok(value):
+      raise ConfigError(
+          f'Config key {path!r} has value {value!r}; allowed: {allowed}.')
+  if config.dynamics.min_std > config.dynamics.max_std:
+    raise ConfigError(
+        'Config keys dynamics.min_std and dynamics.max_std conflict: '
+        f'min_std={config.dynamics.min_std} > max_std={config.dynamics.max_std}.')
+  if config.actor.min_std > config.actor.max_std:
+    raise ConfigError(
+        'Config keys actor.min_std and actor.max_std conflict: '
+        f'min_std={config.actor.min_std} > max_std={config.actor.max_std}.')
+  _check_agent_options(config)
+
+
+def _check_agent_options(config: Config) -> None:
+  """Refuses combinations of the agent's alternatives that make no sense."""
+  _check_warmup(config)
+  _check_optimizers_and_planner(config)
+  _check_acting(config)
+
+
+def _check_warmup(config: Config) -> None:
+  w = config.warmup
+  if w.type == 'phased':
+    if not w.phases:
+      raise ConfigError(
+          "Config key 'warmup.phases' is empty; warmup.type='phased' needs "
+          'at least one phase {end_step, world_model_updates, '
+          'actor_updates, critic_updates}.')
+    previous = 0
+    for i, phase in enumerate(w.phases):
+      where = f'warmup.phases[{i}]'
+      if phase.end_step <= previous:
+        raise ConfigError(
+            f'Config key {where + ".end_step"!r} has value {phase.end_step}; '
+            f'allowed: an integer > {previous} (end steps must increase).')
+      previous = phase.end_step
+      for name in ('world_model_updates', 'actor_updates', 'critic_updates'):
+        if getattr(phase, name) < 0:
+          raise ConfigError(
+              f'Config key {where + "." + name!r} has value '
+              f'{getattr(phase, name)}; allowed: an integer >= 0.')
+    if config.optimizers.type == 'single':
+      raise ConfigError(
+          "Config keys warmup.type='phased' and optimizers.type='single' "
+          'conflict: phases count updates per part, but the single '
+          'optimizer updates every part with one summed loss. Use '
+          "optimizers.type 'separate' or 'masked'.")
+  elif w.phases:
+    raise ConfigError(
+        f'Config keys warmup.phases and warmup.type={w.type!r} conflict: '
+        "phases are only used by warmup.type='phased'.")
+  if w.type == 'gradual' and w.steps == 0:
+    raise ConfigError(
+        "Config keys warmup.type='gradual' and warmup.steps=0 conflict: the "
+        'real-return mix falls to 0 over warmup.steps, which must be >= 1.')
+
+
+def _check_optimizers_and_planner(config: Config) -> None:
+  if (config.optimizers.type == 'single' and
+      config.world_model.target != 'none'):
+    raise ConfigError(
+        "Config keys optimizers.type='single' and world_model.target="
+        f"{config.world_model.target!r} conflict: 'single' lets the actor "
+        'loss train the world model through imagination, but with a target '
+        'the actor imagines in the target world model, which no optimizer '
+        "trains. Use world_model.target='none' or another optimizers.type.")
+  mpc = config.mpc
+  if mpc.method == 'cem' and mpc.elites > mpc.samples:
+    raise ConfigError(
+        'Config keys mpc.elites and mpc.samples conflict: '
+        f'elites={mpc.elites} > samples={mpc.samples}.')
+
+
+def _check_acting(config: Config) -> None:
+  acting = config.acting
+  if acting.uncertainty and config.imagination.mode == 'mpc':
+    raise ConfigError(
+        "Config keys acting.uncertainty=true and imagination.mode='mpc' "
+        'conflict: the uncertainty fallback replaces actor actions, and '
+        'with mpc the agent already acts by planning.')
+  if acting.uncertainty and config.dynamics.type == 'deterministic':
+    raise ConfigError(
+        "Config keys acting.uncertainty=true and dynamics.type="
+        "'deterministic' conflict: a point estimate has stddev 0, so it "
+        "measures no uncertainty. Use 'gaussian' (learned std), 'ensemble' "
+        "or 'mixture'.")
+  if (acting.uncertainty and config.dynamics.type == 'gaussian' and
+      config.dynamics.std == 'fixed'):
+    raise ConfigError(
+        "Config keys acting.uncertainty=true and dynamics.std='fixed' "
+        "(dynamics.type='gaussian') conflict: a fixed std is the same in "
+        "every state, so it measures no uncertainty. Use dynamics.std="
+        "'learned' or dynamics.type='ensemble'.")
+
+
+
+# a switch to another representation).
+_DYNAMICS_KIND_KEYS = ('type', 'std', 'fixed_std', 'members', 'bootstrap',
+                       'ensemble_imagination', 'components')
+
+
+def _check_unused_dynamics(dyn: DynamicsConfig, given: dict) -> None:
+  """Refuses dynamics choices the RSSM would silently override.
+
+  With the RSSM, its prior is the dynamics model: a key of `given` (the
+  dynamics keys the user set) that changes the kind of model from its
+  default would have no effect.
+  """
+  default = DynamicsConfig()
+  changed = [k for k in _DYNAMICS_KIND_KEYS
+             if k in given and getattr(dyn, k) != getattr(default, k)]
+  if changed:
+    raise ConfigError(
+        "Config keys representation_learner.type='rssm' and "
+        + ', '.join(f'dynamics.{k}={getattr(dyn, k)!r}' for k in changed)
+        + " conflict: the RSSM's prior is its dynamics model (a Normal with "
+        'a learned std, sized by representation_learner), so these keys '
+        "would have no effect. Leave them at their defaults (dynamics.type "
+        f"{default.type!r}) or choose another representation learner.")
+
+
+def check_world_model_options(config: Config, data: dict) -> None:
+  """Refuses representation and dynamics combinations that make no sense.
+
+  `data` is the raw mapping, to tell keys the user gave from defaults.
+  """
+  rep, dyn = config.representation_learner, config.dynamics
+  if rep.type == 'rssm':
+    _check_unused_dynamics(dyn, data.get('dynamics') or {})
+  given = (data.get('representation_learner') or {}).get('latent_dim')
+  if (rep.type == 'none' and given is not None
+      and rep.latent_dim != config.encoder.units):
+    raise ConfigError(
+        "Config keys representation_learner.type='none' and "
+        f'representation_learner.latent_dim={rep.latent_dim} conflict: '
+        'without a learner the latent is the encoder output, of size '
+        f'encoder.units={config.encoder.units}. Drop latent_dim or set it to '
+        'encoder.units.')
+  if rep.type == 'vq' and rep.latent_dim % rep.codebook_groups:
+    raise ConfigError(
+        "Config keys representation_learner.type='vq', "
+        f'representation_learner.latent_dim={rep.latent_dim} and '
+        f'representation_learner.codebook_groups={rep.codebook_groups} '
+        'conflict: the latent is split into codebook_groups equal parts, so '
+        'latent_dim must be a multiple of codebook_groups.')
+  if (dyn.type == 'ensemble' and dyn.ensemble_imagination == 'sample_member'
+      and not config.imagination.sample_dynamics):
+    raise ConfigError(
+        "Config keys dynamics.ensemble_imagination='sample_member' and "
+        'imagination.sample_dynamics=false conflict: imagination takes the '
+        "ensemble mean and never samples a member. Set "
+        "dynamics.ensemble_imagination='mean' or "
+        'imagination.sample_dynamics=true.')
+
+
+# representation_learner.beta when the config leaves it unset, by type
+# (the other types have no KL term: theirs is null).
+REPRESENTATION_BETA = {'vae': 0.01, 'rssm': 1.0}
+
+
+def fill_defaults_by_type(config: Config) -> None:
+  """Sets the keys whose default depends on a `type`, if left unset.
+
+  A type without a KL term gets beta null whatever the file says, so that
+  the config.yaml of a run saved when beta defaulted to 1.0 for every type
+  still matches its config on resume.
+  """
+  rep = config.representation_learner
+  if rep.type not in REPRESENTATION_BETA:
+    rep.beta = None
+  elif rep.beta is None:
+    rep.beta = REPRESENTATION_BETA[rep.type]
+
