@@ -1,0 +1,159 @@
+"""Golden numbers of the agent's update, one case per alternative.
+
+Every alternative of `benchmarks.alternatives.ALTERNATIVES` that its
+environment's config accepts (docs/choosing_a_design.md), with small
+models and XLA off, makes three consecutive train steps through its
+warmup schedule (env steps 0, 1000 and 3000 of a 2000-step warmup: the
+world model alone, or a falling real mix, or phases) on fixed batches and
+seeds. The metrics of each step and a checksum of every model's weights
+after it are compared with `tests/data/learner_golden.json`, recorded
+before the learner was split into a world-model and an actor-critic
+learner: the numbers prove the split changed no update.
+
+A metric renamed since the recording is looked up under its old name
+through `RENAMED`; the recorded numbers are never regenerated for a
+refactor. To record them anew (only for an intended change of behaviour):
+
+    python tests/test_learner_golden.py --write
+"""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from benchmarks import alternatives as alternatives_lib  # noqa: E402
+from conftest import SMALL_OVERRIDES, make_batch  # noqa: E402
+from wm_tf.agent.builder import build_agent  # noqa: E402
+from wm_tf.runtime.environments import EnvSpec  # noqa: E402
+
+FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',
+                       'learner_golden.json')
+ENV_STEPS = (0, 1000, 3000)
+RTOL, ATOL = 1e-5, 1e-6
+EXTRA = list(SMALL_OVERRIDES) + ['representation_learner.deter_dim=16']
+SPECS = {
+    'cartpole': EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+                        discrete=True),
+    'pendulum': EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
+                        discrete=False, low=(-2.0,), high=(2.0,)),
+}
+# New metric name -> the name it was recorded under.
+RENAMED = {}
+
+
+def cases():
+  """(env, alternative name, overrides) of every alternative that runs."""
+  found = []
+  for env in SPECS:
+    earlier = {}
+    for alternative in alternatives_lib.ALTERNATIVES:
+      resolved = alternatives_lib.resolve(alternative, env, EXTRA, earlier)
+      earlier[alternative.name] = resolved
+      if resolved.status in ('ok', 'same_as_baseline') and (
+          resolved.status == 'ok' or alternative.name == 'baseline'):
+        found.append((env, alternative.name, resolved.overrides))
+  return found
+
+
+def _live(agent):
+  """Non-zero reward head and critics (they start with zero outputs)."""
+  rng = np.random.default_rng(0)
+  for head, bias in ((agent.world_model.reward, 1.0), (agent.critic, 0.5),
+                     (agent.slow_critic, -0.5)):
+    out = getattr(head, 'inner', head).out
+    out.kernel.assign(rng.normal(size=out.kernel.shape).astype(np.float32))
+    out.bias.assign(np.full(out.bias.shape, bias, np.float32))
+
+
+def _checksums(agent):
+  """{model name: sum of |w| over its variables} after an update."""
+  models = {'world_model': agent.world_model, 'actor': agent.actor,
+            'critic': agent.critic, 'slow_critic': agent.slow_critic,
+            'target_world_model': agent.learner.target.model}
+  return {f'weights/{name}': float(sum(
+      np.abs(np.asarray(v, np.float64)).sum() for v in model.variables))
+      for name, model in models.items()}
+
+
+def run_case(env, overrides):
+  """{'<step index>/<metric>': float} of three train steps."""
+  spec = SPECS[env]
+  keras.utils.set_random_seed(0)
+  config = alternatives_lib.config_lib.load_config(
+      alternatives_lib.config_path(env), EXTRA + list(overrides))
+  agent = build_agent(config, spec)
+  _live(agent)
+  rng = np.random.default_rng(1)
+  draws = iter(range(100))
+  next_batch = lambda: make_batch(spec, rng, 4, 8, first_prob=0.15,
+                                  terminal_prob=0.15)
+  next_seed = lambda: tf.constant([7, next(draws)], tf.int32)
+  numbers = {}
+  for i, env_step in enumerate(ENV_STEPS):
+    metrics = agent.warmup.update(agent.learner, next_batch, next_seed,
+                                  env_step)
+    metrics = {k: float(np.asarray(v)) for k, v in metrics.items()}
+    metrics.update(_checksums(agent))
+    numbers.update({f'{i}/{k}': v for k, v in metrics.items()})
+  return numbers
+
+
+def _recorded_name(name):
+  step, metric = name.split('/', 1)
+  return f'{step}/{RENAMED.get(metric, metric)}'
+
+
+@pytest.fixture(scope='module')
+def golden():
+  with open(FIXTURE) as f:
+    return json.load(f)
+
+
+@pytest.fixture(autouse=True)
+def eager():
+  """tf.functions run eagerly: the same numbers as traced, without XLA."""
+  tf.config.run_functions_eagerly(True)
+  yield
+  tf.config.run_functions_eagerly(False)
+
+
+def test_every_alternative_is_recorded(golden):
+  assert sorted(golden) == sorted(f'{env}/{name}'
+                                  for env, name, _ in cases())
+
+
+@pytest.mark.parametrize('env, name, overrides', cases(),
+                         ids=[f'{e}-{n}' for e, n, _ in cases()])
+def test_update_matches_recording(golden, env, name, overrides):
+  recorded = golden[f'{env}/{name}']
+  numbers = run_case(env, overrides)
+  got = {_recorded_name(k): v for k, v in numbers.items()}
+  missing = sorted(set(recorded) - set(got))
+  assert not missing, f'metrics no longer reported: {missing}'
+  wrong = {k: (got[k], recorded[k]) for k in sorted(recorded)
+           if not np.isclose(got[k], recorded[k], rtol=RTOL, atol=ATOL)}
+  assert not wrong, f'{env}/{name}: (now, recorded) {wrong}'
+
+
+def _write():
+  tf.config.run_functions_eagerly(True)
+  numbers = {f'{env}/{name}': run_case(env, overrides)
+             for env, name, overrides in cases()}
+  os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
+  with open(FIXTURE, 'w') as f:
+    json.dump(numbers, f, indent=1, sort_keys=True)
+    f.write('\n')
+
+
+if __name__ == '__main__':
+  if sys.argv[1:] != ['--write']:
+    sys.exit('usage: python tests/test_learner_golden.py --write')
+  _write()
