@@ -46,7 +46,10 @@ SPECS = {
                         discrete=False, low=(-2.0,), high=(2.0,)),
 }
 # New metric name -> the name it was recorded under.
-RENAMED = {}
+RENAMED = {
+    'critic/real_ratio': 'learner/critic_real_weight',
+    'warmup/real_ratio': 'warmup/critic_real_return_mix',
+}
 
 
 def cases():

@@ -236,7 +236,7 @@ class ImaginationConfig:
   # 'mpc': act by planning in the world model (the `mpc` section); actor and
   #   critic still train as in 'backprop' (the critic values plan ends).
   mode: Literal['backprop', 'dyna', 'mpc'] = 'backprop'
-  real_ratio: float = 0.5  # 'dyna': weight of the real-data loss terms
+  real_ratio: float = 0.5  # 'dyna': fraction of actor and critic loss from real data
   # 'dyna': how the real actor term weights the log-probability of each
   # replayed action (wm_tf.losses.advantage_weighted_nll). 'signed': by its
   # advantage, so actions worse than V(s) are pushed away; that has no
@@ -337,13 +337,13 @@ class WarmupPhaseConfig:
 class WarmupConfig:
   # 'simple': only the world model trains until `steps` env steps.
   # 'gradual': everything trains; the critic's loss mixes regression on
-  #   real-sequence returns (weight m) and on imagined returns (1 - m), m
-  #   falling linearly from critic_real_return_mix to 0 over `steps`.
+  #   real-sequence returns (its real ratio m) and on imagined returns
+  #   (1 - m), m falling linearly from real_ratio to 0 over `steps`.
   # 'phased': `phases` give the updates of each part per train step; after
   #   the last phase, one update of each. `steps` is not used.
   type: Literal['simple', 'gradual', 'phased'] = 'simple'
   steps: int = 5_000  # env steps of the warmup ('simple', 'gradual')
-  critic_real_return_mix: float = 1.0  # 'gradual': m at env step 0
+  real_ratio: float = 1.0  # 'gradual': the critic's real ratio m at step 0
   phases: Tuple[WarmupPhaseConfig, ...] = ()  # 'phased', end_step ascending
 
 
@@ -426,7 +426,7 @@ _RANGES = (
     ('imagination.horizon', lambda v: v >= 1, 'an integer >= 1'),
     ('imagination.gamma', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
     ('warmup.steps', lambda v: v >= 0, 'an integer >= 0'),
-    ('warmup.critic_real_return_mix', lambda v: 0 <= v <= 1,
+    ('warmup.real_ratio', lambda v: 0 <= v <= 1,
      'a number in [0, 1]'),
     ('world_model.target_every', lambda v: v >= 1, 'an integer >= 1'),
     ('world_model.target_tau', lambda v: 0 < v <= 1, 'a number in (0, 1]'),
@@ -799,8 +799,29 @@ def _fill_defaults_by_type(config: Config) -> None:
     rep.beta = REPRESENTATION_BETA[rep.type]
 
 
+# Keys renamed since runs were saved with them: (section, old, new). Saved
+# run configs (`config.yaml` of a run directory) still load and resume.
+RENAMED_KEYS = (('warmup', 'critic_real_return_mix', 'real_ratio'),)
+
+
+def _rename_old_keys(data: dict) -> dict:
+  data = dict(data)
+  for section, old, new in RENAMED_KEYS:
+    values = data.get(section)
+    if isinstance(values, dict) and old in values:
+      values = dict(values)
+      if new in values:
+        raise ConfigError(f'Config keys {section}.{old} and {section}.{new} '
+                          f'conflict: {old} is the old name of {new}; '
+                          f'allowed: {section}.{new} alone.')
+      values[new] = values.pop(old)
+      data[section] = values
+  return data
+
+
 def from_dict(data: dict) -> Config:
   """Validates a plain dict (YAML names) into a `Config`."""
+  data = _rename_old_keys(data)
   config = _build(Config, data, '')
   _fill_defaults_by_type(config)
   _check_ranges(config)

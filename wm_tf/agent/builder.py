@@ -15,10 +15,12 @@ from typing import Optional
 
 import tensorflow as tf
 
+from wm_tf import losses
 from wm_tf.agent.imagination import IMAGINATION_MODES
-from wm_tf.agent.learner import ActorCriticSettings, Learner, OptimizerSettings
+from wm_tf.agent.actor_critic import ActorCritic, ActorCriticSettings
+from wm_tf.agent.learner import Learner
 from wm_tf.agent.mpc import PLANNERS, check_action_space
-from wm_tf.agent.optimizers import OPTIMIZER_LAYOUTS
+from wm_tf.agent.optimizers import OPTIMIZER_LAYOUTS, OptimizerSettings
 from wm_tf.agent.policy import FALLBACKS, Policy, UncertaintyCalibration
 from wm_tf.agent.symlog import SymlogHead, SymlogInputs
 from wm_tf.agent.targets import WORLD_MODEL_TARGETS
@@ -39,7 +41,7 @@ class Agent:
   actor: Actor
   critic: ValueHead
   slow_critic: ValueHead
-  learner: Learner
+  learner: Learner  # composes world_model and actor_critic
   policy: Policy
   # What each train step updates (config `warmup`); the trainer calls
   # `warmup.update(learner, next_batch, next_seed, env_step)`.
@@ -113,6 +115,15 @@ def build_world_model(config: Config, spec: EnvSpec,
         imagination=dyn.ensemble_imagination,
         components=dyn.components)), name='dynamics', dtype=dtype)
   symlog = lambda model: _in_symlog_space(config, model, model.name)
+  try:
+    return _world_model(config, spec, name, representation, dynamics, symlog)
+  except losses.LossScaleError as e:
+    raise ConfigError(str(e)) from None
+
+
+def _world_model(config, spec, name, representation, dynamics, symlog):
+  scales = config.world_model.loss_scales
+  dtype = dtype_policy(config)
   return WorldModel(
       encoder=symlog(VectorEncoder(**_mlp(config.encoder), name='encoder',
                                    dtype=dtype)),
@@ -137,6 +148,24 @@ def build_world_model(config: Config, spec: EnvSpec,
 
 def _optimizer(c) -> OptimizerSettings:
   return OptimizerSettings(c.learning_rate, c.clip_norm, c.epsilon)
+
+
+def _optimizer_layout(config: Config, world_model: WorldModel,
+                      actor_critic: ActorCritic):
+  """The layout of `optimizers.type`; a non-joint one hands each learner
+  its optimizers."""
+  opt = config.optimizers
+  layout = OPTIMIZER_LAYOUTS.get(opt.type)(
+      {'world_model': _optimizer(opt.world_model),
+       'actor': _optimizer(opt.actor), 'critic': _optimizer(opt.critic)},
+      alpha=opt.alpha, beta=opt.beta)
+  if not layout.joint:
+    world_model.use_optimizer(layout.optimizers['world_model'],
+                              opt.world_model.clip_norm)
+    actor_critic.use_optimizers(
+        layout.optimizers['actor'], layout.optimizers['critic'],
+        opt.actor.clip_norm, opt.critic.clip_norm)
+  return layout
 
 
 def build_agent(config: Config, spec: EnvSpec,
@@ -180,12 +209,11 @@ def _build_agent(config: Config, spec: EnvSpec,
       slow_critic_fraction=c.slow_target_fraction,
       sample_dynamics=config.imagination.sample_dynamics,
       unroll=config.imagination.unroll)
-  opt = config.optimizers
   imagination = config.imagination
   mode = IMAGINATION_MODES.get(imagination.mode)(
       real_ratio=imagination.real_ratio,
       real_actor_advantage=imagination.real_actor_advantage)
-  if (mode.uses_real_data and mode.real_ratio > 0 and not spec.discrete and
+  if (mode.real_terms and mode.real_ratio > 0 and not spec.discrete and
       imagination.real_actor_advantage == 'signed'):
     raise ConfigError(
         "Config keys imagination.real_actor_advantage='signed' and "
@@ -197,7 +225,7 @@ def _build_agent(config: Config, spec: EnvSpec,
         "continuous actions: 'positive'.")
   w = config.warmup
   warmup = WARMUPS.get(w.type)(
-      steps=w.steps, critic_real_return_mix=w.critic_real_return_mix,
+      steps=w.steps, real_ratio=w.real_ratio,
       phases=[Phase(p.end_step, p.world_model_updates, p.actor_updates,
                     p.critic_updates) for p in w.phases])
   wmc = config.world_model
@@ -212,13 +240,16 @@ def _build_agent(config: Config, spec: EnvSpec,
   if acting.uncertainty and acting.uncertainty_reference == 'quantile':
     calibration = UncertaintyCalibration(acting.uncertainty_quantile,
                                          acting.uncertainty_decay)
-  learner = Learner(world_model, actor, critic, slow_critic, settings,
-                    _optimizer(opt.world_model), _optimizer(opt.actor),
-                    _optimizer(opt.critic), jit_compile=config.run.jit,
-                    mode=mode, optimizer_layout=OPTIMIZER_LAYOUTS.get(opt.type),
-                    alpha=opt.alpha, beta=opt.beta, target=target,
-                    real_critic_term=warmup.uses_real_returns,
-                    uncertainty_calibration=calibration, strategy=strategy)
+  actor_critic = ActorCritic(
+      actor, critic, slow_critic, settings,
+      real_terms=mode.real_terms or warmup.real_terms,
+      real_ratio=mode.real_ratio,
+      real_actor_advantage=mode.real_actor_advantage)
+  learner = Learner(world_model, actor_critic,
+                    _optimizer_layout(config, world_model, actor_critic),
+                    jit_compile=config.run.jit,
+                    target=target, uncertainty_calibration=calibration,
+                    strategy=strategy)
   fallback_class = FALLBACKS.get(acting.fallback)
   needs_planner = mode.acts_with_planner or (
       acting.uncertainty and fallback_class.needs_planner)
