@@ -189,6 +189,38 @@ def build_agent(config: Config, spec: EnvSpec,
 def _build_agent(config: Config, spec: EnvSpec,
                  strategy: Optional[tf.distribute.Strategy]) -> Agent:
   world_model = build_world_model(config, spec)
+  w = config.warmup
+  warmup = WARMUPS.get(w.type)(
+      steps=w.steps, real_ratio=w.real_ratio,
+      phases=[Phase(p.end_step, p.world_model_updates, p.actor_updates,
+                    p.critic_updates) for p in w.phases])
+  actor_critic, mode = _actor_critic(config, spec, warmup)
+  wmc = config.world_model
+  target_class = WORLD_MODEL_TARGETS.get(wmc.target)
+  target = target_class(
+      world_model,
+      build_world_model(config, spec, name='target_world_model')
+      if target_class.needs_own_model else None,
+      every=wmc.target_every, tau=wmc.target_tau)
+  acting = config.acting
+  calibration = None
+  if acting.uncertainty and acting.uncertainty_reference == 'quantile':
+    calibration = UncertaintyCalibration(acting.uncertainty_quantile,
+                                         acting.uncertainty_decay)
+  learner = Learner(world_model, actor_critic,
+                    _optimizer_layout(config, world_model, actor_critic),
+                    jit_compile=config.run.jit,
+                    target=target, uncertainty_calibration=calibration,
+                    strategy=strategy)
+  policy = _policy(config, spec, world_model, actor_critic, mode,
+                   calibration)
+  learner.build(example_batch(spec))
+  return Agent(world_model, actor_critic.actor, actor_critic.critic,
+               actor_critic.slow_critic, learner, policy, warmup)
+
+
+def _actor_critic(config: Config, spec: EnvSpec, warmup: WarmupSchedule):
+  """(the `ActorCritic` learner, the imagination mode)."""
   dtype = dtype_policy(config)
   a = config.actor
   actor = Actor(spec.action_dim, spec.discrete, spec.low, spec.high,
@@ -201,15 +233,15 @@ def _build_agent(config: Config, spec: EnvSpec,
       config, ValueHead(**critic_args, name='critic'), 'critic')
   slow_critic = _in_symlog_space(
       config, ValueHead(**critic_args, name='slow_critic'), 'slow_critic')
+  imagination = config.imagination
   settings = ActorCriticSettings(
-      horizon=config.imagination.horizon, gamma=config.imagination.gamma,
+      horizon=imagination.horizon, gamma=imagination.gamma,
       returns_type=config.returns.type, lambda_=config.returns.lambda_,
       n_step=config.returns.n, actor_gradient=a.gradient, entropy=a.entropy,
       return_normalization=a.return_normalization,
       slow_critic_fraction=c.slow_target_fraction,
-      sample_dynamics=config.imagination.sample_dynamics,
-      unroll=config.imagination.unroll)
-  imagination = config.imagination
+      sample_dynamics=imagination.sample_dynamics,
+      unroll=imagination.unroll)
   mode = IMAGINATION_MODES.get(imagination.mode)(
       real_ratio=imagination.real_ratio,
       real_actor_advantage=imagination.real_actor_advantage)
@@ -223,33 +255,20 @@ def _build_agent(config: Config, spec: EnvSpec,
         "bound, driving the squashed actor's mean to saturation (on "
         'Pendulum-v1 the eval return stayed near -1,400). Allowed for '
         "continuous actions: 'positive'.")
-  w = config.warmup
-  warmup = WARMUPS.get(w.type)(
-      steps=w.steps, real_ratio=w.real_ratio,
-      phases=[Phase(p.end_step, p.world_model_updates, p.actor_updates,
-                    p.critic_updates) for p in w.phases])
-  wmc = config.world_model
-  target_class = WORLD_MODEL_TARGETS.get(wmc.target)
-  target = target_class(
-      world_model,
-      build_world_model(config, spec, name='target_world_model')
-      if target_class.needs_own_model else None,
-      every=wmc.target_every, tau=wmc.target_tau)
-  acting = config.acting
-  calibration = None
-  if acting.uncertainty and acting.uncertainty_reference == 'quantile':
-    calibration = UncertaintyCalibration(acting.uncertainty_quantile,
-                                         acting.uncertainty_decay)
   actor_critic = ActorCritic(
       actor, critic, slow_critic, settings,
       real_terms=mode.real_terms or warmup.real_terms,
       real_ratio=mode.real_ratio,
       real_actor_advantage=mode.real_actor_advantage)
-  learner = Learner(world_model, actor_critic,
-                    _optimizer_layout(config, world_model, actor_critic),
-                    jit_compile=config.run.jit,
-                    target=target, uncertainty_calibration=calibration,
-                    strategy=strategy)
+  return actor_critic, mode
+
+
+def _policy(config: Config, spec: EnvSpec, world_model: WorldModel,
+            actor_critic: ActorCritic, mode, calibration) -> Policy:
+  """The acting policy: the actor, a planner, or the actor with an
+  uncertainty fallback (its threshold calibrated by the learner's updates
+  when `calibration` is given)."""
+  acting = config.acting
   fallback_class = FALLBACKS.get(acting.fallback)
   needs_planner = mode.acts_with_planner or (
       acting.uncertainty and fallback_class.needs_planner)
@@ -260,21 +279,19 @@ def _build_agent(config: Config, spec: EnvSpec,
     check_action_space(spec.discrete, spec.low, spec.high, spec.id, user)
     m = config.mpc
     planner = PLANNERS.get(m.method)(
-        world_model, critic if m.terminal_value else None, spec.action_dim,
-        spec.discrete, spec.low, spec.high, horizon=m.horizon,
-        samples=m.samples, iterations=m.iterations, elites=m.elites,
-        gamma=imagination.gamma)
-  policy = Policy(
-      world_model, actor, spec.observation_dim, jit_compile=config.run.jit,
+        world_model, actor_critic.critic if m.terminal_value else None,
+        spec.action_dim, spec.discrete, spec.low, spec.high,
+        horizon=m.horizon, samples=m.samples, iterations=m.iterations,
+        elites=m.elites, gamma=config.imagination.gamma)
+  return Policy(
+      world_model, actor_critic.actor, spec.observation_dim,
+      jit_compile=config.run.jit,
       planner=planner if mode.acts_with_planner else None,
       uncertainty_threshold=(
           None if not acting.uncertainty else
           calibration.threshold if calibration is not None else
           acting.uncertainty_threshold),
       fallback=fallback_class(planner) if acting.uncertainty else None)
-  learner.build(example_batch(spec))
-  return Agent(world_model, actor, critic, slow_critic, learner, policy,
-               warmup)
 
 
 def example_batch(spec: EnvSpec, batch_size: int = 1, length: int = 2
