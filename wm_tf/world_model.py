@@ -205,9 +205,8 @@ class WorldModel(keras.Model):
       seed = self.next_seed()
     representation_seed, dynamics_seed = tf.unstack(
         tfp.random.split_seed(seed, n=2))
-    obs = batch['observation']
-    action = batch['action']
-    reward = batch['reward']
+    obs, action, reward = (batch['observation'], batch['action'],
+                           batch['reward'])
     is_first = tf.cast(batch['is_first'], tf.float32)
     cont = 1.0 - tf.cast(batch['is_terminal'], tf.float32)
 
