@@ -44,9 +44,9 @@ def _agent_variables(trainer):
   for name in ('world_model', 'actor', 'critic', 'slow_critic'):
     for v in getattr(agent, name).variables:
       out[f'{name}/{v.path}'] = v.numpy()
-  for name in ('world_model_optimizer', 'actor_optimizer', 'critic_optimizer'):
-    for v in getattr(learner, name).variables:
-      out[f'{name}/{v.path}'] = v.numpy()
+  for part, optimizer in learner.layout.optimizers.items():
+    for v in optimizer.variables:
+      out[f'{part}_optimizer/{v.path}'] = v.numpy()
   for v in learner.variables:  # tf.Variables the learner holds itself
     out[f'learner/{v.name}'] = v.numpy()
   return out

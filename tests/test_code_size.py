@@ -13,8 +13,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODULE_LINES = 500
 FUNCTION_LINES = 60
 
-# Being split into a world-model learner and wm_tf/agent/actor_critic.py.
-ALLOWED = {'wm_tf/agent/learner.py'}
+# Files allowed over the limits while they are being split (none now).
+ALLOWED = set()
 
 
 def oversized(path: pathlib.Path, root: pathlib.Path) -> List[str]:

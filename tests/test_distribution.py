@@ -103,7 +103,7 @@ def test_mirrored_updates_match_one_device(overrides, mirrored):
     for s, t in zip(source.variables, target.variables):
       t.assign(s)
   for agent in (one, two):
-    agent.learner.critic_real_mix.assign(0.5)
+    agent.learner.actor_critic.warmup_real_ratio.assign(0.5)
   initial = [v.numpy() for m in _models(one) for v in m.variables]
 
   rng = np.random.default_rng(0)
@@ -131,9 +131,10 @@ def test_mirrored_updates_match_one_device(overrides, mirrored):
                                  err_msg=var.path)
     moved += not np.array_equal(start, ref.numpy())
   assert moved > len(initial) // 2  # the updates did change the weights
-  for name in ('return_scale', 'train_steps'):
-    ref = getattr(one.learner, name).numpy()
-    for copy in _local(getattr(two.learner, name), mirrored):
+  for variable in (lambda learner: learner.actor_critic.return_scale,
+                   lambda learner: learner.train_steps):
+    ref = variable(one.learner).numpy()
+    for copy in _local(variable(two.learner), mirrored):
       np.testing.assert_allclose(copy, ref, rtol=1e-6)
   assert int(two.learner.train_steps.numpy()) == 3
   for ref, opt in zip(one.learner.layout.optimizers.values(),

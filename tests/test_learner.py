@@ -1,7 +1,7 @@
 """Tests for wm_tf/agent/learner.py and policy.py, and the Trainer's warmup.
 
 Which update moves which variables is checked bit for bit: the actor and
-critic update is run on its own (`Learner._actor_critic_update`, eager) and
+critic update is run on its own (`ActorCritic.train`, eager) and
 must leave every world-model variable identical; the world-model update
 must leave actor and critic identical.
 """
@@ -62,7 +62,7 @@ def _start_states(agent, batch):
 def _world_model_state(agent):
   """World-model weights plus its optimizer's slots and step counter."""
   return (agent.world_model.variables +
-          agent.learner.world_model_optimizer.variables)
+          agent.world_model.optimizer.variables)
 
 
 @pytest.mark.parametrize('gradient', ['dynamics', 'reinforce'])
@@ -85,9 +85,8 @@ def test_actor_critic_update_leaves_world_model_bit_identical(
 
   for step in range(3):
     start, alive = _start_states(agent, batch_factory(step))
-    metrics = {}
-    learner._actor_critic_update(start, alive, tf.constant([step, 5]),
-                                 metrics)
+    metrics = agent.learner.actor_critic.train(
+        agent.world_model, start, alive, tf.constant([step, 5]))
     assert np.isfinite(float(metrics['actor/loss']))
     assert np.isfinite(float(metrics['critic/loss']))
 
@@ -104,8 +103,8 @@ def test_actor_critic_update_leaves_world_model_bit_identical(
                                                               critic_vars)
   # The slow critic follows the critic.
   assert _changed(slow_before, slow_vars)
-  assert int(learner.world_model_optimizer.iterations.numpy()) == 0
-  assert int(learner.actor_optimizer.iterations.numpy()) == 3
+  assert int(agent.world_model.optimizer.iterations.numpy()) == 0
+  assert int(learner.actor_critic.actor_optimizer.iterations.numpy()) == 3
 
 
 def test_train_world_model_leaves_actor_and_critic_unchanged(
@@ -113,8 +112,10 @@ def test_train_world_model_leaves_actor_and_critic_unchanged(
   agent = _agent(small_overrides, cartpole_spec)
   learner = agent.learner
   others = (agent.actor.variables + agent.critic.variables +
-            agent.slow_critic.variables + learner.actor_optimizer.variables +
-            learner.critic_optimizer.variables + [learner.return_scale])
+            agent.slow_critic.variables +
+            learner.actor_critic.actor_optimizer.variables +
+            learner.actor_critic.critic_optimizer.variables +
+            [learner.actor_critic.return_scale])
   wm_vars = agent.world_model.trainable_variables
   others_before = _snapshot(others)
   wm_before = _snapshot(wm_vars)
@@ -174,7 +175,7 @@ def test_compiled_train_traces_once(jit_agent):
     step()
   assert _changed(wm_start, wm_vars)  # lr > 0: it trains
 
-  learner.world_model_optimizer.learning_rate = 0.0
+  agent.world_model.optimizer.learning_rate = 0.0
   wm_before = _snapshot(wm_vars)
   actor_before = _snapshot(actor_vars)
   critic_before = _snapshot(critic_vars)
@@ -234,7 +235,7 @@ def test_compile_train_changes_nothing_and_is_not_retraced():
                compiled.slow_critic, learner.target.model,
                *learner.layout.optimizers.values()):
     assert all(id(v.value) in ids for v in part.variables), part.name
-  for variable in (learner.return_scale, learner.train_steps,
+  for variable in (learner.actor_critic.return_scale, learner.train_steps,
                    learner.uncertainty_calibration.threshold):
     assert id(variable) in ids
   before = [v.numpy().copy() for v in state]
@@ -341,12 +342,11 @@ def test_predict_continue_switches_imagined_discounts(
   agent = _with_continue_logit(_agent(overrides, cartpole_spec), -3.0)
   batch = batch_factory(seed=3)
   start, alive = _start_states(agent, batch)
-  metrics = {}
-  agent.learner._actor_critic_losses(start, alive, tf.constant([1, 2]),
-                                     metrics)
+  _, metrics = agent.learner.actor_critic.loss(
+      agent.world_model, start, alive, tf.constant([1, 2]))
   p = 1.0 / (1.0 + np.exp(3.0))
   probability = agent.world_model.continue_probability(start).numpy()
-  horizon = agent.learner.settings.horizon
+  horizon = agent.learner.actor_critic.settings.horizon
   if predict_continue:
     np.testing.assert_allclose(probability, p, rtol=1e-5)
     np.testing.assert_allclose(metrics['imagination/continue_mean'], p,

@@ -19,6 +19,7 @@ from wm_tf import config as config_lib
 from wm_tf import losses
 from wm_tf.agent.builder import build_agent
 from wm_tf.agent.imagination import IMAGINATION_MODES
+from wm_tf.agent.learner import Updates
 from wm_tf.agent.mpc import PLANNERS
 from wm_tf.agent.optimizers import OPTIMIZER_LAYOUTS
 from wm_tf.agent.policy import FALLBACKS, UncertaintyCalibration
@@ -207,18 +208,17 @@ def test_actor_imagines_in_target_model(cartpole_spec, eager):
   batch = make_batch(cartpole_spec, np.random.default_rng(2))
   start = tf.reshape(agent.world_model.encode(batch['observation']), [-1, 8])
   alive = tf.ones([start.shape[0]])
-  metrics = {}
-  learner._actor_critic_losses(start, alive, tf.constant([1, 1]), metrics)
-  reward_before = float(metrics['imagination/reward_mean'])
+  imagined_reward = lambda: float(learner.actor_critic.loss(
+      learner.target.model, start, alive, tf.constant([1, 1]))[1][
+          'imagination/reward_mean'])
+  reward_before = imagined_reward()
   # Changing the online reward head does not change imagination...
   _randomize_output(agent.world_model.reward, np.random.default_rng(9), 5.0)
-  learner._actor_critic_losses(start, alive, tf.constant([1, 1]), metrics)
-  assert float(metrics['imagination/reward_mean']) == reward_before
+  assert imagined_reward() == reward_before
   # ...changing the target's does.
   _randomize_output(learner.target.model.reward, np.random.default_rng(9),
                     5.0)
-  learner._actor_critic_losses(start, alive, tf.constant([1, 1]), metrics)
-  assert float(metrics['imagination/reward_mean']) != reward_before
+  assert imagined_reward() != reward_before
 
 
 # ---------------------------------------------------------------------------
@@ -236,7 +236,8 @@ def test_actor_loss_reaches_world_model_only_with_single(layout,
                         'optimizers.actor.learning_rate=1e-2'],
                        cartpole_spec))
   before = _snapshots(agent)
-  update = agent.learner.update_function(False, True, False)
+  update = agent.learner.update_function(
+      Updates(world_model=False, actor=True, critic=False))
   metrics = update(make_batch(cartpole_spec, np.random.default_rng(3)),
                    tf.constant([3, 4]))
   assert float(metrics['learner/nonfinite']) == 0.0
@@ -258,12 +259,16 @@ def test_actor_loss_reaches_world_model_only_with_single(layout,
 def test_one_optimizer_steps_once_per_update(layout, cartpole_spec, eager):
   agent = _live(_agent([f'optimizers.type={layout}'], cartpole_spec))
   learner = agent.learner
-  assert (learner.world_model_optimizer is learner.actor_optimizer is
-          learner.critic_optimizer)
+  optimizers = learner.layout.optimizers
+  assert (optimizers['world_model'] is optimizers['actor'] is
+          optimizers['critic'])
+  # The learners step no optimizer of their own in a joint layout.
+  assert agent.world_model.optimizer is None
+  assert learner.actor_critic.actor_optimizer is None
   before = _snapshots(agent)
   learner.train(make_batch(cartpole_spec, np.random.default_rng(4)),
                 tf.constant([5, 6]))
-  assert int(learner.world_model_optimizer.iterations.numpy()) == 1
+  assert int(optimizers['world_model'].iterations.numpy()) == 1
   assert _parts_moved(agent, before) == {'world_model', 'actor', 'critic'}
 
 
@@ -320,7 +325,7 @@ def test_dyna_real_ratio_one_critic_targets_are_numpy_real_returns(
       batch['is_terminal'].numpy(), values, gamma, lambda_)
   assert valid.sum() >= 10 and (~valid).sum() >= 2  # boundaries exercised
 
-  targets, weights, _ = learner.real_value_targets(batch, latent)
+  targets, weights, _ = learner.actor_critic.real_value_targets(batch, latent)
   np.testing.assert_array_equal(weights.numpy() > 0, valid)
   np.testing.assert_allclose(targets.numpy()[valid], want[valid], rtol=1e-5,
                              atol=1e-5)
@@ -334,7 +339,7 @@ def test_dyna_real_ratio_one_critic_targets_are_numpy_real_returns(
   log_prob = -0.5 * (goal - mean) ** 2 - 0.5 * np.log(2 * np.pi)
   want_loss = -np.mean(np.where(valid, log_prob, 0.0))
   metrics = learner.train(batch, tf.constant([7, 8]))
-  assert float(metrics['learner/critic_real_weight']) == 1.0
+  assert float(metrics['critic/real_ratio']) == 1.0
   np.testing.assert_allclose(float(metrics['critic/loss']), want_loss,
                              rtol=1e-5)
   np.testing.assert_allclose(float(metrics['critic/real_loss']), want_loss,
@@ -374,10 +379,11 @@ def test_dyna_real_actor_term_uses_the_configured_weighting(eager):
   agent = _live(_agent(['imagination.mode=dyna', 'imagination.real_ratio=1'],
                        PENDULUM))
   learner = agent.learner
-  assert learner.mode.real_actor_advantage == 'positive'  # the default
+  assert learner.actor_critic.real_actor_advantage == 'positive'  # default
   batch = _episodic_batch(PENDULUM, 4)
   latent = agent.world_model.world_model_loss(batch)[1]
-  targets, weights, values = learner.real_value_targets(batch, latent)
+  targets, weights, values = learner.actor_critic.real_value_targets(
+      batch, latent)
   policy = agent.actor(latent[:, :-1])
   log_prob = policy.log_prob(
       tf.cast(batch['action'], tf.float32)[:, :-1]).numpy()
@@ -385,9 +391,9 @@ def test_dyna_real_actor_term_uses_the_configured_weighting(eager):
   assert (advantage[weights.numpy() > 0] < 0).any()
   want = -np.mean(weights.numpy() * (
       log_prob * np.maximum(advantage, 0.0) +
-      learner.settings.entropy * policy.entropy().numpy()))
-  actor_term, _ = learner._real_terms(batch, latent, 2.0, {})
-  np.testing.assert_allclose(float(actor_term), want, rtol=1e-5)
+      learner.actor_critic.settings.entropy * policy.entropy().numpy()))
+  terms, _ = learner.actor_critic.real_loss_terms(batch, latent, 2.0)
+  np.testing.assert_allclose(float(terms['actor_real']), want, rtol=1e-5)
 
 
 def test_signed_real_actor_term_refused_for_continuous_actions():
@@ -400,8 +406,8 @@ def test_signed_real_actor_term_refused_for_continuous_actions():
     _agent(overrides, PENDULUM)
   # Discrete actions keep it (configs/cartpole.yaml measured it that way),
   # and so do continuous ones when no real actor term is mixed in.
-  assert _agent(overrides, CARTPOLE).learner.mode.real_actor_advantage == (
-      'signed')
+  assert _agent(overrides, CARTPOLE).learner.actor_critic.real_actor_advantage \
+      == 'signed'
   _agent(overrides + ['imagination.real_ratio=0'], PENDULUM)
 
 
@@ -485,8 +491,8 @@ def test_world_model_update_calibrates_the_acting_threshold(eager):
 
 def _all_optimizer_steps(learner):
   return [int(o.iterations.numpy()) for o in (
-      learner.world_model_optimizer, learner.actor_optimizer,
-      learner.critic_optimizer)]
+      learner.world_model.optimizer, learner.actor_critic.actor_optimizer,
+      learner.actor_critic.critic_optimizer)]
 
 
 def test_nonfinite_batch_skips_updates(cartpole_spec, eager):
@@ -494,7 +500,7 @@ def test_nonfinite_batch_skips_updates(cartpole_spec, eager):
   learner = agent.learner
   everything = (agent.world_model.trainable_variables +
                 agent.actor.variables + agent.critic.variables +
-                [learner.return_scale])
+                [learner.actor_critic.return_scale])
   rng = np.random.default_rng(6)
 
   nan_obs = make_batch(cartpole_spec, rng)
@@ -505,7 +511,7 @@ def test_nonfinite_batch_skips_updates(cartpole_spec, eager):
   assert float(metrics['learner/nonfinite']) == 1.0
   assert not _moved(before, everything)  # nothing applied, scale kept
   assert _all_optimizer_steps(learner) == [0, 0, 0]
-  assert np.isfinite(learner.return_scale.numpy())
+  assert np.isfinite(learner.actor_critic.return_scale.numpy())
 
   # A NaN reward poisons only the world-model loss: actor and critic,
   # which imagine from finite latents, still update.
@@ -644,8 +650,8 @@ def test_matrix_jit_case_traces_once_and_guards(cartpole_spec):
     assert float(metrics['learner/nonfinite']) == 0.0
     assert np.isfinite(float(metrics['critic/loss']))
     assert _parts_moved(agent, before) == {'world_model', 'actor', 'critic'}
-  assert float(metrics['learner/critic_real_weight']) == pytest.approx(
-      0.5 + 0.5 * 0.5)  # real_ratio 0.5, warmup mix 0.5 at step 50
+  assert float(metrics['critic/real_ratio']) == pytest.approx(
+      0.5 + 0.5 * 0.5)  # real_ratio 0.5, the warmup's 0.5 at step 50
   bad = _episodic_batch(cartpole_spec, 3)
   bad['observation'] = bad['observation'] * np.nan
   before = _snapshots(agent)

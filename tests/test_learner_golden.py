@@ -17,8 +17,10 @@ refactor. To record them anew (only for an intended change of behaviour):
     python tests/test_learner_golden.py --write
 """
 
+import functools
 import json
 import os
+import subprocess
 import sys
 
 import keras
@@ -26,12 +28,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as a script (--write) from anywhere
 
-from benchmarks import alternatives as alternatives_lib  # noqa: E402
 from conftest import SMALL_OVERRIDES, make_batch  # noqa: E402
 from wm_tf.agent.builder import build_agent  # noqa: E402
+from wm_tf.config import load_config  # noqa: E402
 from wm_tf.runtime.environments import EnvSpec  # noqa: E402
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',
@@ -46,21 +48,45 @@ SPECS = {
                         discrete=False, low=(-2.0,), high=(2.0,)),
 }
 # New metric name -> the name it was recorded under.
-RENAMED = {}
+RENAMED = {
+    'critic/real_ratio': 'learner/critic_real_weight',
+    'warmup/real_ratio': 'warmup/critic_real_return_mix',
+}
+
+
+# Run in a subprocess: importing the benchmark defines its absl flags,
+# which other benchmarks imported by the suite define too.
+_CASES = """
+import json, sys
+from benchmarks import alternatives
+found = []
+for env in json.loads(sys.argv[1]):
+  earlier = {}
+  for alternative in alternatives.ALTERNATIVES:
+    resolved = alternatives.resolve(alternative, env, json.loads(sys.argv[2]),
+                                    earlier)
+    earlier[alternative.name] = resolved
+    if resolved.status == 'ok' or alternative.name == 'baseline':
+      found.append((env, alternative.name, resolved.overrides))
+print(json.dumps(found))
+"""
+
+
+@functools.lru_cache(maxsize=None)
+def _resolved_cases():
+  out = subprocess.run(
+      [sys.executable, '-c', _CASES, json.dumps(list(SPECS)),
+       json.dumps(EXTRA)], cwd=ROOT, check=True, capture_output=True,
+      text=True).stdout
+  return tuple((env, name, tuple(overrides))
+               for env, name, overrides in json.loads(out))
 
 
 def cases():
-  """(env, alternative name, overrides) of every alternative that runs."""
-  found = []
-  for env in SPECS:
-    earlier = {}
-    for alternative in alternatives_lib.ALTERNATIVES:
-      resolved = alternatives_lib.resolve(alternative, env, EXTRA, earlier)
-      earlier[alternative.name] = resolved
-      if resolved.status in ('ok', 'same_as_baseline') and (
-          resolved.status == 'ok' or alternative.name == 'baseline'):
-        found.append((env, alternative.name, resolved.overrides))
-  return found
+  """(env, alternative name, overrides) of every alternative that runs:
+  those of docs/choosing_a_design.md the env's config accepts, each
+  config once (`benchmarks.alternatives.resolve`)."""
+  return list(_resolved_cases())
 
 
 def _live(agent):
@@ -87,8 +113,8 @@ def run_case(env, overrides):
   """{'<step index>/<metric>': float} of three train steps."""
   spec = SPECS[env]
   keras.utils.set_random_seed(0)
-  config = alternatives_lib.config_lib.load_config(
-      alternatives_lib.config_path(env), EXTRA + list(overrides))
+  config = load_config(os.path.join(ROOT, 'configs', env + '.yaml'),
+                       EXTRA + list(overrides))
   agent = build_agent(config, spec)
   _live(agent)
   rng = np.random.default_rng(1)

@@ -5,6 +5,8 @@ they make) and, for 'phased', against a real learner's optimizer step
 counters (how many updates each part got).
 """
 
+import types
+
 import keras
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from conftest import SMALL_OVERRIDES, make_batch
 from wm_tf.agent.builder import build_agent
 from wm_tf.agent.warmup import (WARMUPS, GradualWarmup, Phase, PhasedWarmup,
                                 SimpleWarmup)
+from wm_tf import config as config_lib
 from wm_tf.config import ConfigError, load_config
 
 
@@ -26,23 +29,25 @@ def eager():
 
 
 class RecordingLearner:
-  """Records which update ran; reads critic_real_mix at each call."""
+  """Records which update ran; reads the warmup's real ratio at each call."""
 
   def __init__(self):
     self.calls = []
-    self.critic_real_mix = tf.Variable(-1.0)
+    self.actor_critic = types.SimpleNamespace(
+        warmup_real_ratio=tf.Variable(-1.0))
 
   def train_world_model(self, batch):
     self.calls.append(('world_model', batch))
     return {}
 
   def train(self, batch, seed):
-    self.calls.append(('full', float(self.critic_real_mix.numpy())))
+    self.calls.append(
+        ('full', float(self.actor_critic.warmup_real_ratio.numpy())))
     return {'critic/loss': tf.constant(0.0)}
 
-  def update_function(self, world_model, actor, critic):
+  def update_function(self, updates):
     def run(batch, seed):
-      self.calls.append((world_model, actor, critic))
+      self.calls.append(updates)
       return {}
     return run
 
@@ -56,17 +61,17 @@ def test_simple_trains_world_model_only_before_steps():
                                            'full', 'full']
 
 
-def test_gradual_mix_falls_linearly_from_start_to_zero():
-  schedule = GradualWarmup(steps=200, critic_real_return_mix=0.8)
+def test_gradual_real_ratio_falls_linearly_from_start_to_zero():
+  schedule = GradualWarmup(steps=200, real_ratio=0.8)
   want = {0: 0.8, 50: 0.6, 100: 0.4, 199: 0.8 / 200, 200: 0.0, 1000: 0.0}
-  for step, mix in want.items():
-    assert schedule.mix(step) == pytest.approx(mix)
+  for step, ratio in want.items():
+    assert schedule.critic_real_ratio(step) == pytest.approx(ratio)
   learner = RecordingLearner()
   metrics = schedule.update(learner, lambda: 'batch', lambda: 'seed', 50)
-  # The learner saw the mix when it trained, and it is reported.
+  # The learner saw the ratio when it trained, and it is reported.
   assert learner.calls == [('full', pytest.approx(0.6))]
-  assert float(metrics['warmup/critic_real_return_mix']) == pytest.approx(0.6)
-  assert schedule.uses_real_returns and not SimpleWarmup().uses_real_returns
+  assert float(metrics['warmup/real_ratio']) == pytest.approx(0.6)
+  assert schedule.real_terms and not SimpleWarmup().real_terms
 
 
 PHASES = [Phase(100, world_model_updates=2, actor_updates=0, critic_updates=1),
@@ -86,7 +91,8 @@ def test_phased_counts_and_calls_at_boundaries(step, counts):
   calls = schedule.calls(step)
   # Each part is updated in exactly its count of calls, first calls first.
   for part, count in enumerate(counts):
-    assert [c[part] for c in calls] == [True] * count + [False] * (
+    name = ('world_model', 'actor', 'critic')[part]
+    assert [getattr(c, name) for c in calls] == [True] * count + [False] * (
         len(calls) - count)
   learner = RecordingLearner()
   schedule.update(learner, lambda: 'batch', lambda: 'seed', step)
@@ -95,8 +101,8 @@ def test_phased_counts_and_calls_at_boundaries(step, counts):
 
 def _iterations(learner):
   return tuple(int(o.iterations.numpy()) for o in (
-      learner.world_model_optimizer, learner.actor_optimizer,
-      learner.critic_optimizer))
+      learner.world_model.optimizer, learner.actor_critic.actor_optimizer,
+      learner.actor_critic.critic_optimizer))
 
 
 def test_phased_update_counts_on_a_real_learner(cartpole_spec, eager,
@@ -155,8 +161,10 @@ def test_registry_matches_config_choices():
      "warmup.type='phased' and optimizers.type='single' conflict"),
     (['warmup.type=gradual', 'warmup.steps=0'],
      "warmup.type='gradual' and warmup.steps=0 conflict"),
-    (['warmup.critic_real_return_mix=1.5'],
-     "'warmup.critic_real_return_mix' has value 1.5; allowed: a number in"),
+    (['warmup.real_ratio=1.5'],
+     "'warmup.real_ratio' has value 1.5; allowed: a number in"),
+    (['warmup.real_ratio=0.5', 'warmup.critic_real_return_mix=0.5'],
+     'warmup.critic_real_return_mix and warmup.real_ratio conflict'),
 ])
 def test_config_errors_name_the_key(overrides, message):
   with pytest.raises(ConfigError, match=message):
@@ -174,3 +182,12 @@ def test_phases_round_trip_through_yaml(tmp_path):
   assert again.warmup == config.warmup
   assert again.warmup.phases[0].actor_updates == 2
   assert again.warmup.phases[1].world_model_updates == 1
+
+
+def test_saved_configs_with_the_old_real_ratio_key_still_load():
+  """warmup.critic_real_return_mix, the old name of warmup.real_ratio, in
+  the config.yaml of an older run."""
+  config = config_lib.from_dict({'warmup': {'type': 'gradual',
+                                            'critic_real_return_mix': 0.3}})
+  assert config.warmup.real_ratio == 0.3
+  assert 'critic_real_return_mix' not in config_lib.to_dict(config)['warmup']

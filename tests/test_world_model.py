@@ -12,9 +12,10 @@ import pytest
 import tensorflow as tf
 
 from wm_tf.agent.builder import build_world_model
-from wm_tf.config import load_config
+from wm_tf.config import ConfigError, load_config
 from wm_tf.runtime.collector import Collector, random_actions
 from wm_tf.runtime.environments import make_vector_env
+from wm_tf.world_model import WorldModel
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -123,6 +124,36 @@ def test_loss_terms_match_numpy_masked_means(small_overrides, cartpole_spec,
                              expected_total, rtol=1e-4, atol=1e-4)
   # The masked 1e3 rewards would add ~5e5 to the reward NLL.
   assert ref['reward_nll'] < 100.0
+  # The named terms, unscaled, are the same numbers.
+  terms = wm.loss_terms(batch)[0]
+  assert list(terms) == ['dynamics', 'reward', 'continue', 'decoder',
+                         'representation']
+  for name, key in (('dynamics', 'dynamics_nll'), ('reward', 'reward_nll'),
+                    ('continue', 'continue_nll'), ('decoder', 'decoder_nll')):
+    np.testing.assert_allclose(float(terms[name]), ref[key], rtol=1e-4,
+                               atol=1e-4, err_msg=name)
+
+
+def test_loss_scales_must_match_the_terms(small_overrides, cartpole_spec):
+  wm = _world_model(small_overrides, cartpole_spec)
+  assert set(wm.loss_scales) == set(WorldModel.LOSS_TERMS)
+  parts = dict(encoder=wm.encoder, representation=wm.representation,
+               dynamics=wm.dynamics, reward=wm.reward, continue_=wm.continue_,
+               decoder=wm.decoder)
+  scales = dict(wm.loss_scales)
+  with pytest.raises(ValueError, match=(
+      r'^world_model.loss_scales.real is not a loss term; allowed: '
+      r'dynamics, reward, continue, decoder.$')):
+    WorldModel(**parts, loss_scales={**scales, 'real': 1.0})
+  del scales['continue']
+  with pytest.raises(ValueError, match=(
+      r'^world_model.loss_scales.continue is missing')):
+    WorldModel(**parts, loss_scales=scales)
+  # From the config an unknown scale is refused with the allowed ones.
+  with pytest.raises(ConfigError, match=(
+      r"world_model.loss_scales.real'.*Allowed keys in "
+      r'world_model.loss_scales: continue, decoder, dynamics, reward')):
+    load_config(None, ['world_model.loss_scales.real=1'])
 
 
 def test_dynamics_ignores_transition_into_first_step(

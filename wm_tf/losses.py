@@ -5,6 +5,8 @@ No models and no config here: tensors in, tensors out, shapes stated.
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import tensorflow as tf
 
 from wm_tf import replicas
@@ -27,6 +29,45 @@ def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(values * mask) / tf.maximum(
         count, 1.0 / replicas.num_replicas())
   return tf.reduce_sum(values * mask) / tf.maximum(count, 1.0)
+
+
+class LossScaleError(ValueError):
+  """Loss scales that do not match a loss's named terms."""
+
+
+def check_loss_scales(key: str, scales: Mapping[str, float],
+                      terms: Sequence[str]) -> None:
+  """Raises LossScaleError unless `scales` has exactly one scale per term.
+
+  Args:
+    key: the config key of the scales, for the message.
+    scales: {term name: scale}.
+    terms: the names of the terms the loss returns.
+  """
+  allowed = ', '.join(terms)
+  for name in terms:
+    if name not in scales:
+      raise LossScaleError(f'{key}.{name} is missing: every loss term needs '
+                           f'a scale; allowed: {allowed}.')
+  for name in scales:
+    if name not in terms:
+      raise LossScaleError(f'{key}.{name} is not a loss term; allowed: '
+                           f'{allowed}.')
+
+
+def weighted_total(terms: Mapping[str, tf.Tensor],
+                   scales: Mapping[str, float]) -> tf.Tensor:
+  """sum_k scales[k] * terms[k], summed in the order of `terms`.
+
+  Args:
+    terms: {name: scalar loss term}.
+    scales: {name: weight}, one for every term.
+  """
+  names = list(terms)
+  total = scales[names[0]] * terms[names[0]]
+  for name in names[1:]:
+    total = total + scales[name] * terms[name]
+  return total
 
 
 def kl_normal_to_standard(mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:

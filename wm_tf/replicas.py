@@ -29,7 +29,7 @@ gradient.
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -153,3 +153,41 @@ def per_replica_seed(seed: tf.Tensor) -> tf.Tensor:
     return seed
   replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
   return tf.random.experimental.stateless_fold_in(seed, replica)
+
+
+def clipped_update(optimizer, tape: tf.GradientTape, loss: tf.Tensor,
+                   variables: Sequence, clip_norm: float
+                   ) -> Tuple[tf.Tensor, tf.Tensor]:
+  """One guarded optimizer step on d loss / d variables.
+
+  The gradient is averaged over replicas, clipped to global norm
+  `clip_norm` and applied only if the loss and the norm are finite (the
+  same decision in every replica). Variables the loss does not reach get
+  a zero gradient.
+
+  Returns:
+    (applied: scalar bool, norm: scalar, the global norm before clipping).
+  """
+  variables = list(variables)
+  grads = tape.gradient(loss, variables)
+  grads = mean([tf.zeros_like(v) if g is None else g
+                for g, v in zip(grads, variables)])
+  grads, norm = tf.clip_by_global_norm(grads, clip_norm)
+  ok = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t))
+                      for t in (mean(loss), norm)])
+  return apply_if(optimizer, ok, grads, variables), norm
+
+
+def apply_if(optimizer, ok: tf.Tensor, grads, variables) -> tf.Tensor:
+  """Applies `grads` only where the scalar bool `ok`; returns `ok`.
+
+  With R > 1 replicas, `ok` and `grads` must be the global ones (the same
+  in every replica). A Keras optimizer called in a replica context sums
+  the replicas' gradients, so each replica hands it grads / R.
+  """
+  variables = list(variables)
+  count = num_replicas()
+  if count > 1:
+    grads = [g / float(count) for g in grads]
+  return cond_apply(
+      ok, lambda *g: optimizer.apply_gradients(zip(g, variables)), grads)

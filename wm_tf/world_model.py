@@ -26,7 +26,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from wm_tf import replicas
+from wm_tf import losses, replicas
 from wm_tf.losses import masked_mean  # noqa: F401  (re-exported)
 
 
@@ -41,8 +41,9 @@ class WorldModel(keras.Model):
     dynamics: (latent [..., D], action [..., A]) -> distribution [..., D],
       with `transition_loss` (see `wm_tf.components.dynamics`).
     reward, continue_, decoder: heads on latents [..., D].
-    loss_scales: weights of the terms 'dynamics', 'reward', 'continue',
-      'decoder' (the representation's own loss carries its own weights).
+    loss_scales: weights of the terms LOSS_TERMS, one each ('dynamics',
+      'reward', 'continue', 'decoder'; the representation's own loss
+      carries its own weights).
     stop_gradient_target: stop the gradient of the dynamics target.
     predict_continue: whether imagination and planning read the continue
       head (`continue_probability`). False treats every imagined step as
@@ -53,6 +54,10 @@ class WorldModel(keras.Model):
       variable of this model), so each train step draws fresh bootstrap
       masks and latent samples.
   """
+
+  # The terms `loss_scales` weighs (the representation's own loss carries
+  # its own weights).
+  LOSS_TERMS = ('dynamics', 'reward', 'continue', 'decoder')
 
   def __init__(self, encoder, representation, dynamics, reward, continue_,
                decoder, loss_scales: Dict[str, float],
@@ -65,6 +70,8 @@ class WorldModel(keras.Model):
     self.reward = reward
     self.continue_ = continue_
     self.decoder = decoder
+    losses.check_loss_scales('world_model.loss_scales', loss_scales,
+                             self.LOSS_TERMS)
     self.loss_scales = dict(loss_scales)
     self.stop_gradient_target = stop_gradient_target
     self.predict_continue = bool(predict_continue)
@@ -75,6 +82,37 @@ class WorldModel(keras.Model):
     self.loss_calls = self.add_weight(
         shape=(), dtype='float32', initializer='zeros', trainable=False,
         name='loss_calls', aggregation='only_first_replica')
+    self.optimizer = None  # set by `use_optimizer`; a target model has none
+    self.clip_norm = None
+
+  def use_optimizer(self, optimizer, clip_norm: float) -> None:
+    """The Keras optimizer `train` steps with, and its gradient clip norm."""
+    self.optimizer = optimizer
+    self.clip_norm = float(clip_norm)
+
+  def train(self, batch: Dict[str, tf.Tensor],
+            seed: Optional[tf.Tensor] = None
+            ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+    """One optimizer step on `world_model_loss(batch, seed)`.
+
+    The gradient is clipped to `clip_norm` and skipped if the loss or its
+    norm is not finite (`wm_tf.replicas.clipped_update`).
+
+    Returns:
+      (latent states [B, T, D] of the batch, computed before the step;
+       metrics: those of `world_model_loss`, 'world_model/grad_norm' and
+       'world_model/applied', 1.0 if the step was taken, else 0.0).
+    """
+    if self.optimizer is None:
+      raise ValueError(f'{self.name}.train needs an optimizer; allowed: '
+                       'call use_optimizer(optimizer, clip_norm) first.')
+    with tf.GradientTape() as tape:
+      loss, latent, metrics = self.world_model_loss(batch, seed)
+    applied, norm = replicas.clipped_update(
+        self.optimizer, tape, loss, self.trainable_variables, self.clip_norm)
+    metrics['world_model/grad_norm'] = norm
+    metrics['world_model/applied'] = tf.cast(applied, tf.float32)
+    return latent, metrics
 
   @property
   def latent_dim(self) -> int:
@@ -146,10 +184,11 @@ class WorldModel(keras.Model):
     self.loss_calls.assign_add(1)
     return replicas.per_replica_seed(seed)
 
-  def world_model_loss(self, batch: Dict[str, tf.Tensor],
-                       seed: Optional[tf.Tensor] = None
-                       ) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
-    """Negative log-likelihood of a batch of sequences.
+  def loss_terms(self, batch: Dict[str, tf.Tensor],
+                 seed: Optional[tf.Tensor] = None
+                 ) -> Tuple[Dict[str, tf.Tensor], tf.Tensor,
+                            Dict[str, tf.Tensor]]:
+    """The named terms of the negative log-likelihood of a batch.
 
     Args:
       batch: 'observation' [B, T, O], 'action' [B, T, A], 'reward' [B, T],
@@ -158,15 +197,16 @@ class WorldModel(keras.Model):
         the dynamics' bootstrap; None draws `next_seed()`.
 
     Returns:
-      (total loss scalar, latent states [B, T, D], metrics {name: scalar}).
+      (terms {'dynamics', 'reward', 'continue', 'decoder',
+       'representation'}: scalars, latent states [B, T, D],
+       metrics {name: scalar}).
     """
     if seed is None:
       seed = self.next_seed()
     representation_seed, dynamics_seed = tf.unstack(
         tfp.random.split_seed(seed, n=2))
-    obs = batch['observation']
-    action = batch['action']
-    reward = batch['reward']
+    obs, action, reward = (batch['observation'], batch['action'],
+                           batch['reward'])
     is_first = tf.cast(batch['is_first'], tf.float32)
     cont = 1.0 - tf.cast(batch['is_terminal'], tf.float32)
 
@@ -188,13 +228,10 @@ class WorldModel(keras.Model):
     continue_nll = tf.reduce_mean(-self.continue_(latent).log_prob(cont))
     decoder_nll = tf.reduce_mean(-self.decoder(latent).log_prob(obs))
 
-    scales = self.loss_scales
-    total = (scales['dynamics'] * dynamics_loss
-             + scales['reward'] * reward_nll
-             + scales['continue'] * continue_nll
-             + scales['decoder'] * decoder_nll + representation_loss)
+    terms = {'dynamics': dynamics_loss, 'reward': reward_nll,
+             'continue': continue_nll, 'decoder': decoder_nll,
+             'representation': representation_loss}
     metrics = {
-        'world_model/loss': total,
         'world_model/dynamics_loss': dynamics_loss,
         'world_model/reward_nll': reward_nll,
         'world_model/continue_nll': continue_nll,
@@ -205,4 +242,18 @@ class WorldModel(keras.Model):
     for name, value in list(dynamics_metrics.items()) + list(
         representation_metrics.items()):
       metrics[f'world_model/{name}'] = value
+    return terms, latent, metrics
+
+  def world_model_loss(self, batch: Dict[str, tf.Tensor],
+                       seed: Optional[tf.Tensor] = None
+                       ) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+    """The scaled sum of `loss_terms`: (loss, latent [B, T, D], metrics).
+
+    loss = sum_k loss_scales[k] * terms[k] over LOSS_TERMS, plus the
+    representation's own loss (weighted inside the representation learner).
+    """
+    terms, latent, metrics = self.loss_terms(batch, seed)
+    total = losses.weighted_total(
+        terms, dict(self.loss_scales, representation=1.0))
+    metrics['world_model/loss'] = total
     return total, latent, metrics

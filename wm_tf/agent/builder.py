@@ -15,10 +15,12 @@ from typing import Optional
 
 import tensorflow as tf
 
+from wm_tf import losses
 from wm_tf.agent.imagination import IMAGINATION_MODES
-from wm_tf.agent.learner import ActorCriticSettings, Learner, OptimizerSettings
+from wm_tf.agent.actor_critic import ActorCritic, ActorCriticSettings
+from wm_tf.agent.learner import Learner
 from wm_tf.agent.mpc import PLANNERS, check_action_space
-from wm_tf.agent.optimizers import OPTIMIZER_LAYOUTS
+from wm_tf.agent.optimizers import OPTIMIZER_LAYOUTS, OptimizerSettings
 from wm_tf.agent.policy import FALLBACKS, Policy, UncertaintyCalibration
 from wm_tf.agent.symlog import SymlogHead, SymlogInputs
 from wm_tf.agent.targets import WORLD_MODEL_TARGETS
@@ -39,7 +41,7 @@ class Agent:
   actor: Actor
   critic: ValueHead
   slow_critic: ValueHead
-  learner: Learner
+  learner: Learner  # composes world_model and actor_critic
   policy: Policy
   # What each train step updates (config `warmup`); the trainer calls
   # `warmup.update(learner, next_batch, next_seed, env_step)`.
@@ -161,7 +163,6 @@ def _in_symlog_space(config: Config, model, name: str):
 
 def build_world_model(config: Config, spec: EnvSpec,
                       name: str = 'world_model') -> WorldModel:
-  scales = config.world_model.loss_scales
   dtype = dtype_policy(config)
   representation = construct(
       REPRESENTATIONS.get(config.representation_learner.type),
@@ -176,6 +177,15 @@ def build_world_model(config: Config, spec: EnvSpec,
         dynamics_arguments(config, representation.latent_dim),
         name='dynamics', dtype=dtype)
   symlog = lambda model: _in_symlog_space(config, model, model.name)
+  try:
+    return _world_model(config, spec, name, representation, dynamics, symlog)
+  except losses.LossScaleError as e:
+    raise ConfigError(str(e)) from None
+
+
+def _world_model(config, spec, name, representation, dynamics, symlog):
+  scales = config.world_model.loss_scales
+  dtype = dtype_policy(config)
   heads = config.heads
   return WorldModel(
       encoder=symlog(construct(VectorEncoder, _mlp(config.encoder),
@@ -202,6 +212,24 @@ def build_world_model(config: Config, spec: EnvSpec,
 
 def _optimizer(c) -> OptimizerSettings:
   return OptimizerSettings(c.learning_rate, c.clip_norm, c.epsilon)
+
+
+def _optimizer_layout(config: Config, world_model: WorldModel,
+                      actor_critic: ActorCritic):
+  """The layout of `optimizers.type`; a non-joint one hands each learner
+  its optimizers."""
+  opt = config.optimizers
+  layout = OPTIMIZER_LAYOUTS.get(opt.type)(
+      {'world_model': _optimizer(opt.world_model),
+       'actor': _optimizer(opt.actor), 'critic': _optimizer(opt.critic)},
+      alpha=opt.alpha, beta=opt.beta)
+  if not layout.joint:
+    world_model.use_optimizer(layout.optimizers['world_model'],
+                              opt.world_model.clip_norm)
+    actor_critic.use_optimizers(
+        layout.optimizers['actor'], layout.optimizers['critic'],
+        opt.actor.clip_norm, opt.critic.clip_norm)
+  return layout
 
 
 def build_agent(config: Config, spec: EnvSpec,
@@ -245,7 +273,7 @@ def _imagination_mode(config: Config, spec: EnvSpec):
       real_ratio=imagination.real_ratio,
       real_actor_advantage=imagination.real_actor_advantage)
   # The one rule that needs the environment, so the config cannot check it.
-  if (mode.uses_real_data and mode.real_ratio > 0 and not spec.discrete and
+  if (mode.real_terms and mode.real_ratio > 0 and not spec.discrete and
       imagination.real_actor_advantage == 'signed'):
     raise ConfigError(
         "Config keys imagination.real_actor_advantage='signed' and "
@@ -261,9 +289,30 @@ def _imagination_mode(config: Config, spec: EnvSpec):
 def _warmup(config: Config) -> WarmupSchedule:
   w = config.warmup
   return WARMUPS.get(w.type)(
-      steps=w.steps, critic_real_return_mix=w.critic_real_return_mix,
+      steps=w.steps, real_ratio=w.real_ratio,
       phases=[Phase(p.end_step, p.world_model_updates, p.actor_updates,
                     p.critic_updates) for p in w.phases])
+
+
+def _actor_critic(config: Config, spec: EnvSpec, warmup: WarmupSchedule):
+  """(the `ActorCritic` learner, the imagination mode)."""
+  actor, critic, slow_critic = _actor_and_critics(config, spec)
+  a, c, imagination = config.actor, config.critic, config.imagination
+  settings = ActorCriticSettings(
+      horizon=imagination.horizon, gamma=imagination.gamma,
+      returns_type=config.returns.type, lambda_=config.returns.lambda_,
+      n_step=config.returns.n, actor_gradient=a.gradient, entropy=a.entropy,
+      return_normalization=a.return_normalization,
+      slow_critic_fraction=c.slow_target_fraction,
+      sample_dynamics=imagination.sample_dynamics,
+      unroll=imagination.unroll)
+  mode = _imagination_mode(config, spec)
+  actor_critic = ActorCritic(
+      actor, critic, slow_critic, settings,
+      real_terms=mode.real_terms or warmup.real_terms,
+      real_ratio=mode.real_ratio,
+      real_actor_advantage=mode.real_actor_advantage)
+  return actor_critic, mode
 
 
 def _world_model_target(config: Config, spec: EnvSpec, world_model):
@@ -276,8 +325,11 @@ def _world_model_target(config: Config, spec: EnvSpec, world_model):
       every=wmc.target_every, tau=wmc.target_tau)
 
 
-def _policy(config: Config, spec: EnvSpec, world_model, actor, critic, mode,
-            calibration) -> Policy:
+def _policy(config: Config, spec: EnvSpec, world_model: WorldModel,
+            actor_critic: ActorCritic, mode, calibration) -> Policy:
+  """The acting policy: the actor, a planner, or the actor with an
+  uncertainty fallback (its threshold calibrated by the learner's updates
+  when `calibration` is given)."""
   acting = config.acting
   fallback_class = FALLBACKS.get(acting.fallback)
   needs_planner = mode.acts_with_planner or (
@@ -289,12 +341,13 @@ def _policy(config: Config, spec: EnvSpec, world_model, actor, critic, mode,
     check_action_space(spec.discrete, spec.low, spec.high, spec.id, user)
     m = config.mpc
     planner = PLANNERS.get(m.method)(
-        world_model, critic if m.terminal_value else None, spec.action_dim,
-        spec.discrete, spec.low, spec.high, horizon=m.horizon,
-        samples=m.samples, iterations=m.iterations, elites=m.elites,
-        gamma=config.imagination.gamma)
+        world_model, actor_critic.critic if m.terminal_value else None,
+        spec.action_dim, spec.discrete, spec.low, spec.high,
+        horizon=m.horizon, samples=m.samples, iterations=m.iterations,
+        elites=m.elites, gamma=config.imagination.gamma)
   return Policy(
-      world_model, actor, spec.observation_dim, jit_compile=config.run.jit,
+      world_model, actor_critic.actor, spec.observation_dim,
+      jit_compile=config.run.jit,
       planner=planner if mode.acts_with_planner else None,
       uncertainty_threshold=(
           None if not acting.uncertainty else
@@ -306,37 +359,24 @@ def _policy(config: Config, spec: EnvSpec, world_model, actor, critic, mode,
 def _build_agent(config: Config, spec: EnvSpec,
                  strategy: Optional[tf.distribute.Strategy]) -> Agent:
   world_model = build_world_model(config, spec)
-  actor, critic, slow_critic = _actor_and_critics(config, spec)
-  a, c = config.actor, config.critic
-  settings = ActorCriticSettings(
-      horizon=config.imagination.horizon, gamma=config.imagination.gamma,
-      returns_type=config.returns.type, lambda_=config.returns.lambda_,
-      n_step=config.returns.n, actor_gradient=a.gradient, entropy=a.entropy,
-      return_normalization=a.return_normalization,
-      slow_critic_fraction=c.slow_target_fraction,
-      sample_dynamics=config.imagination.sample_dynamics,
-      unroll=config.imagination.unroll)
-  opt = config.optimizers
-  mode = _imagination_mode(config, spec)
   warmup = _warmup(config)
+  actor_critic, mode = _actor_critic(config, spec, warmup)
   target = _world_model_target(config, spec, world_model)
   acting = config.acting
   calibration = None
   if acting.uncertainty and acting.uncertainty_reference == 'quantile':
     calibration = UncertaintyCalibration(acting.uncertainty_quantile,
                                          acting.uncertainty_decay)
-  learner = Learner(world_model, actor, critic, slow_critic, settings,
-                    _optimizer(opt.world_model), _optimizer(opt.actor),
-                    _optimizer(opt.critic), jit_compile=config.run.jit,
-                    mode=mode, optimizer_layout=OPTIMIZER_LAYOUTS.get(opt.type),
-                    alpha=opt.alpha, beta=opt.beta, target=target,
-                    real_critic_term=warmup.uses_real_returns,
-                    uncertainty_calibration=calibration, strategy=strategy)
-  policy = _policy(config, spec, world_model, actor, critic, mode,
+  learner = Learner(world_model, actor_critic,
+                    _optimizer_layout(config, world_model, actor_critic),
+                    jit_compile=config.run.jit,
+                    target=target, uncertainty_calibration=calibration,
+                    strategy=strategy)
+  policy = _policy(config, spec, world_model, actor_critic, mode,
                    calibration)
   learner.build(example_batch(spec))
-  return Agent(world_model, actor, critic, slow_critic, learner, policy,
-               warmup)
+  return Agent(world_model, actor_critic.actor, actor_critic.critic,
+               actor_critic.slow_critic, learner, policy, warmup)
 
 
 def example_batch(spec: EnvSpec, batch_size: int = 1, length: int = 2

@@ -1,4 +1,4 @@
-"""Imagined rollouts and the imagination modes of the learner."""
+"""Imagined rollouts and the imagination modes of the actor-critic learner."""
 
 from __future__ import annotations
 
@@ -102,50 +102,29 @@ IMAGINATION_MODES = Registry('imagination.mode')
 
 
 class ImaginationMode:
-  """How the learner mixes its actor and critic loss terms.
+  """What data the actor-critic learner trains on, and how acting acts.
 
-  The learner computes, per update,
-    imagined terms: the actor loss on imagined returns and the critic's
-      regression on imagined value targets (as always);
-    real terms (when `uses_real_data`, or when a warmup asks for real
-      returns): regression of the critic onto value targets computed from
-      the replayed sequence itself, and an advantage-weighted log-likelihood
-      of the replayed actions for the actor (see `Learner._real_terms`).
-  and `mix` combines them. `warmup_mix` is the warmup's weight on the real
-  critic term (0 after any warmup).
+  The actor-critic learner (`wm_tf.agent.actor_critic`) always has its
+  imagined terms; with `real_terms` it also computes the real ones (the
+  critic's regression onto returns of the replayed sequence, an
+  advantage-weighted likelihood of the replayed actions for the actor) and
+  takes the fraction `real_ratio` of each loss from them.
 
   Attributes:
-    real_ratio: weight of the real terms in `mix` (0 for pure imagination).
-    uses_real_data: the learner must compute the real terms.
+    real_ratio: fraction of actor and critic loss from the real terms.
+    real_terms: the learner must compute the real terms.
     acts_with_planner: the acting policy plans with MPC instead of sampling
       the actor.
   """
 
   real_ratio: float = 0.0
   real_actor_advantage: str = 'positive'
-  uses_real_data: bool = False
+  real_terms: bool = False
   acts_with_planner: bool = False
 
   def __init__(self, real_ratio: float = 0.0,
                real_actor_advantage: str = 'positive'):
     del real_ratio, real_actor_advantage
-
-  def critic_real_weight(self, warmup_mix: tf.Tensor) -> tf.Tensor:
-    """Weight w of the real critic term: r + (1 - r) * warmup_mix."""
-    return self.real_ratio + (1.0 - self.real_ratio) * warmup_mix
-
-  def mix(self, imagined_actor, imagined_critic, real_actor, real_critic,
-          warmup_mix):
-    """(actor loss, critic loss) from the terms; real ones may be None."""
-    actor = imagined_actor
-    if real_actor is not None and self.real_ratio > 0:
-      actor = ((1.0 - self.real_ratio) * imagined_actor +
-               self.real_ratio * real_actor)
-    critic = imagined_critic
-    if real_critic is not None:
-      w = self.critic_real_weight(warmup_mix)
-      critic = (1.0 - w) * imagined_critic + w * real_critic
-    return actor, critic
 
 
 @IMAGINATION_MODES.register('backprop')
@@ -171,7 +150,7 @@ class DynaMode(ImaginationMode):
   (`wm_tf.losses.advantage_weighted_nll`).
   """
 
-  uses_real_data = True
+  real_terms = True
 
   def __init__(self, real_ratio: float = 0.5,
                real_actor_advantage: str = 'positive'):

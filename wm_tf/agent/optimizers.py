@@ -10,9 +10,11 @@ The learner's three parts and their losses:
 A layout (registry `OPTIMIZER_LAYOUTS`, config `optimizers.type`) owns the
 Adam optimizer(s) and applies the gradients of the losses it is given:
 
-  * 'separate': three optimizers (optimizers.world_model / actor / critic);
-    each loss is differentiated w.r.t. its own part only. The world model
-    is updated first, then actor and critic imagine in the updated model.
+  * 'separate': three optimizers (optimizers.world_model / actor / critic),
+    handed to the learners that own the parts: `WorldModel.train` steps the
+    world model's, then `ActorCritic.train`, imagining in the updated
+    model, steps the actor's and the critic's; each loss is differentiated
+    w.r.t. its own part only.
   * 'single': one optimizer (optimizers.world_model's settings) on
     wm_loss + alpha * actor_loss + beta * critic_loss, differentiated w.r.t.
     the variables of all three parts. This deliberately breaks gradient
@@ -38,7 +40,7 @@ are those of the global batch's gradient, the same in every replica.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Sequence
+from typing import Dict
 
 import keras
 import tensorflow as tf
@@ -64,24 +66,8 @@ def make_optimizer(settings: OptimizerSettings, name: str):
       name=name)
 
 
-def all_finite(*tensors) -> tf.Tensor:
-  """Scalar bool: every entry of every tensor (any shapes) is finite."""
+def _finite(*tensors) -> tf.Tensor:
   return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
-
-
-def apply_if(optimizer, ok: tf.Tensor, grads, variables) -> tf.Tensor:
-  """Applies `grads` only where the scalar bool `ok`; returns `ok`.
-
-  With R > 1 replicas, `ok` and `grads` must be the global ones (the same
-  in every replica). A Keras optimizer called in a replica context sums
-  the replicas' gradients, so each replica hands it grads / R.
-  """
-  variables = list(variables)
-  count = replicas.num_replicas()
-  if count > 1:
-    grads = [g / float(count) for g in grads]
-  return replicas.cond_apply(
-      ok, lambda *g: optimizer.apply_gradients(zip(g, variables)), grads)
 
 
 def _gradients(tape, loss, variables):
@@ -91,13 +77,13 @@ def _gradients(tape, loss, variables):
 
 
 class OptimizerLayout(tf.Module):
-  """Base: `optimizers[part]`, `stages(parts)`, `build(groups)`, `apply`."""
+  """Base: `optimizers[part]`, `joint`, `build(groups)`, `apply`."""
 
   optimizers: Dict[str, object]
-
-  def stages(self, parts: Sequence[str]) -> List[List[str]]:
-    """Groups of parts whose losses are computed and applied together."""
-    return [[p for p in PARTS if p in parts]]
+  # True: every loss is computed on the models before any update and
+  # `apply` takes them together. False: each learner steps its own
+  # optimizer in turn (`WorldModel.train`, then `ActorCritic.train`).
+  joint = True
 
   def build(self, groups: Dict[str, list]) -> None:
     for optimizer in {id(o): o for o in self.optimizers.values()}.values():
@@ -121,6 +107,8 @@ class OptimizerLayout(tf.Module):
 class SeparateOptimizers(OptimizerLayout):
   """One Adam per part; each loss reaches only its own part."""
 
+  joint = False
+
   def __init__(self, settings: Dict[str, OptimizerSettings],
                alpha: float = 1.0, beta: float = 1.0, name='separate'):
     super().__init__(name=name)
@@ -129,11 +117,6 @@ class SeparateOptimizers(OptimizerLayout):
     self.optimizers = {p: make_optimizer(settings[p], f'{p}_adam')
                        for p in PARTS}
 
-  def stages(self, parts):
-    return [stage for stage in (
-        [p for p in ('world_model',) if p in parts],
-        [p for p in ('actor', 'critic') if p in parts]) if stage]
-
   def build(self, groups):
     for p in PARTS:
       self.optimizers[p].build(groups[p])
@@ -141,12 +124,9 @@ class SeparateOptimizers(OptimizerLayout):
   def apply(self, tape, losses, groups, metrics):
     applied = {}
     for part, loss in losses.items():
-      grads = replicas.mean(_gradients(tape, loss, groups[part]))
-      grads, norm = tf.clip_by_global_norm(grads, self.settings[part].clip_norm)
-      metrics[f'{part}/grad_norm'] = norm
-      applied[part] = apply_if(self.optimizers[part],
-                               all_finite(replicas.mean(loss), norm),
-                               grads, groups[part])
+      applied[part], metrics[f'{part}/grad_norm'] = replicas.clipped_update(
+          self.optimizers[part], tape, loss, groups[part],
+          self.settings[part].clip_norm)
     return applied
 
 
@@ -182,9 +162,9 @@ class SingleOptimizer(OptimizerLayout):
         replicas.mean([g for g, _ in pairs]), self.settings.clip_norm)
     metrics['optimizer/grad_norm'] = norm
     metrics['optimizer/total_loss'] = total
-    ok = apply_if(self.optimizers['world_model'],
-                  all_finite(replicas.mean(total), norm), grads,
-                  [v for _, v in pairs])
+    ok = replicas.apply_if(self.optimizers['world_model'],
+                           _finite(replicas.mean(total), norm), grads,
+                           [v for _, v in pairs])
     return {p: ok for p in losses}
 
 
@@ -209,6 +189,6 @@ class MaskedOptimizer(OptimizerLayout):
       checks += [replicas.mean(loss), norm]
       all_grads += grads
       all_vars += groups[part]
-    ok = apply_if(self.optimizers['world_model'], all_finite(*checks),
-                  all_grads, all_vars)
+    ok = replicas.apply_if(self.optimizers['world_model'],
+                           _finite(*checks), all_grads, all_vars)
     return {p: ok for p in losses}

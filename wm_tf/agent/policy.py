@@ -25,7 +25,7 @@ from typing import Dict, Optional, Tuple, Union
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from wm_tf import quantiles, replicas
+from wm_tf import losses, quantiles, replicas
 from wm_tf.registry import Registry
 from wm_tf.world_model import WorldModel
 
@@ -106,6 +106,27 @@ class UncertaintyCalibration(tf.Module):
     keep = tf.math.is_finite(value)
     self.threshold.assign(tf.where(keep, new, old))
     return self.threshold.read_value()
+
+  def observe(self, world_model: WorldModel, batch: Dict[str, tf.Tensor],
+              latent: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """`update` with u(s_t, a_t) of a batch's real transitions.
+
+    latent [B, T, D]; a_t = batch['action'][:, t] was taken in s_t where
+    the transition t -> t+1 is real (not is_first_{t+1}). Returns the
+    metrics: the new threshold, and the fraction of those transitions
+    whose u exceeds it (near 1 - quantile while the model's std is
+    steady; lower while it falls, as the running threshold lags).
+    """
+    states = tf.stop_gradient(latent[:, :-1])
+    actions = tf.cast(batch['action'], tf.float32)[:, :-1]
+    valid = tf.logical_not(tf.cast(batch['is_first'], tf.bool)[:, 1:])
+    uncertainty = next_state_uncertainty(world_model, states, actions)
+    threshold = self.update(uncertainty, valid)
+    above = tf.cast(tf.logical_and(valid, uncertainty > threshold),
+                    tf.float32)
+    return {'learner/uncertainty_threshold': threshold,
+            'learner/uncertain_fraction': losses.masked_mean(
+                above, tf.cast(valid, tf.float32))}
 
 
 @FALLBACKS.register('mean_action')

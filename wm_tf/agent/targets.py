@@ -50,7 +50,8 @@ def _paired_variables(online, target):
 
 
 class WorldModelTarget(tf.Module):
-  """Base. `model` is what imagination reads; `update()` follows a WM step.
+  """A wrapper of the online world model: `model` is what imagination
+  reads; `train` trains the online model and then follows it (`update`).
 
   Args:
     online: the trained `WorldModel`.
@@ -86,7 +87,14 @@ class WorldModelTarget(tf.Module):
   def _pairs(self):
     return _paired_variables(self.online, self.model)
 
+  def train(self, batch, seed=None):
+    """`online.train(batch, seed)`, then `update()`: (latent, metrics)."""
+    latent, metrics = self.online.train(batch, seed)
+    self.update()
+    return latent, metrics
+
   def update(self) -> None:
+    """Follows one world-model update of the online model."""
     self.updates.assign_add(1)
 
 

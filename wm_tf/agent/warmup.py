@@ -10,10 +10,10 @@ seed; a schedule may call the learner's compiled updates several times.
 
   * 'simple': before `steps` env steps, `learner.train_world_model`; then
     `learner.train` (world model, actor and critic).
-  * 'gradual': always `learner.train`, with the critic's real-return weight
-        m(env_step) = critic_real_return_mix * max(0, 1 - env_step / steps)
-    (a line from critic_real_return_mix at step 0 to 0 at `steps`) set in
-    `learner.critic_real_mix` before each update: the critic regresses on
+  * 'gradual': always `learner.train`, with the critic's real ratio
+        m(env_step) = real_ratio * max(0, 1 - env_step / steps)
+    (a line from real_ratio at step 0 to 0 at `steps`) set in
+    `ActorCritic.warmup_real_ratio` before each update: the critic regresses on
     real-sequence returns with weight m and on imagined ones with 1 - m.
   * 'phased': a list of phases (end_step, world_model_updates,
     actor_updates, critic_updates). While env_step < end_step of the first
@@ -31,11 +31,11 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import tensorflow as tf
 
+from wm_tf.agent.learner import Updates
 from wm_tf.registry import Registry
 
 WARMUPS = Registry('warmup')
 
-Parts = Tuple[bool, bool, bool]  # update (world model, actor, critic)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,18 +47,18 @@ class Phase:
 
 
 class WarmupSchedule:
-  """Base. `uses_real_returns`: the learner must compute real critic terms.
+  """Base. `real_terms`: the learner must compute the real terms.
 
   Every schedule takes the same plain arguments and ignores those it does
   not use, so the builder can construct any of them from the registry.
   """
 
-  uses_real_returns = False
+  real_terms = False
 
-  def __init__(self, steps: int = 0, critic_real_return_mix: float = 1.0,
+  def __init__(self, steps: int = 0, real_ratio: float = 1.0,
                phases: Sequence[Phase] = ()):
     self.steps = steps
-    self.critic_real_return_mix = critic_real_return_mix
+    self.real_ratio = real_ratio
     self.phases = tuple(phases)
 
   def update(self, learner, next_batch: Callable[[], Dict[str, tf.Tensor]],
@@ -79,19 +79,19 @@ class SimpleWarmup(WarmupSchedule):
 
 @WARMUPS.register('gradual')
 class GradualWarmup(WarmupSchedule):
-  """Everything trains; the critic's real-return weight falls linearly."""
+  """Everything trains; the critic's real ratio falls linearly."""
 
-  uses_real_returns = True
+  real_terms = True
 
-  def mix(self, env_step: int) -> float:
-    """m(env_step): critic_real_return_mix at 0, 0 from `steps` on."""
-    return self.critic_real_return_mix * max(0.0, 1.0 - env_step / self.steps)
+  def critic_real_ratio(self, env_step: int) -> float:
+    """m(env_step): real_ratio at 0, 0 from `steps` on."""
+    return self.real_ratio * max(0.0, 1.0 - env_step / self.steps)
 
   def update(self, learner, next_batch, next_seed, env_step):
-    mix = self.mix(env_step)
-    learner.critic_real_mix.assign(mix)
+    ratio = self.critic_real_ratio(env_step)
+    learner.actor_critic.warmup_real_ratio.assign(ratio)
     metrics = dict(learner.train(next_batch(), next_seed()))
-    metrics['warmup/critic_real_return_mix'] = tf.constant(mix)
+    metrics['warmup/real_ratio'] = tf.constant(ratio)
     return metrics
 
 
@@ -107,14 +107,14 @@ class PhasedWarmup(WarmupSchedule):
                 phase.critic_updates)
     return (1, 1, 1)
 
-  def calls(self, env_step: int) -> List[Parts]:
-    """The learner calls of one train step, as parts flags."""
+  def calls(self, env_step: int) -> List[Updates]:
+    """The learner calls of one train step."""
     counts = self.counts(env_step)
-    return [tuple(i < c for c in counts) for i in range(max(counts))]
+    return [Updates(*(i < c for c in counts)) for i in range(max(counts))]
 
   def update(self, learner, next_batch, next_seed, env_step):
     metrics = {}
-    for parts in self.calls(env_step):
-      metrics.update(learner.update_function(*parts)(next_batch(),
-                                                      next_seed()))
+    for updates in self.calls(env_step):
+      metrics.update(learner.update_function(updates)(next_batch(),
+                                                       next_seed()))
     return metrics

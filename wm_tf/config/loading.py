@@ -11,8 +11,29 @@ from wm_tf.config import coercion, validation
 from wm_tf.config.schema import Config, ConfigError
 
 
+# Keys renamed since runs were saved with them: (section, old, new). Saved
+# run configs (`config.yaml` of a run directory) still load and resume.
+RENAMED_KEYS = (('warmup', 'critic_real_return_mix', 'real_ratio'),)
+
+
+def _rename_old_keys(data: dict) -> dict:
+  data = dict(data)
+  for section, old, new in RENAMED_KEYS:
+    values = data.get(section)
+    if isinstance(values, dict) and old in values:
+      values = dict(values)
+      if new in values:
+        raise ConfigError(f'Config keys {section}.{old} and {section}.{new} '
+                          f'conflict: {old} is the old name of {new}; '
+                          f'allowed: {section}.{new} alone.')
+      values[new] = values.pop(old)
+      data[section] = values
+  return data
+
+
 def from_dict(data: dict) -> Config:
   """Validates a plain dict (YAML names) into a `Config`."""
+  data = _rename_old_keys(data)
   config = coercion.build(Config, data, '')
   validation.fill_defaults_by_type(config)
   validation.check_ranges(config)

@@ -219,7 +219,7 @@ class ImaginationConfig:
   # 'mpc': act by planning in the world model (the `mpc` section); actor and
   #   critic still train as in 'backprop' (the critic values plan ends).
   mode: Literal['backprop', 'dyna', 'mpc'] = 'backprop'
-  real_ratio: float = 0.5  # 'dyna': weight of the real-data loss terms
+  real_ratio: float = 0.5  # 'dyna': fraction of actor and critic loss from real data
   # 'dyna': how the real actor term weights the log-probability of each
   # replayed action (wm_tf.losses.advantage_weighted_nll). 'signed': by its
   # advantage, so actions worse than V(s) are pushed away; that has no
@@ -320,13 +320,13 @@ class WarmupPhaseConfig:
 class WarmupConfig:
   # 'simple': only the world model trains until `steps` env steps.
   # 'gradual': everything trains; the critic's loss mixes regression on
-  #   real-sequence returns (weight m) and on imagined returns (1 - m), m
-  #   falling linearly from critic_real_return_mix to 0 over `steps`.
+  #   real-sequence returns (its real ratio m) and on imagined returns
+  #   (1 - m), m falling linearly from real_ratio to 0 over `steps`.
   # 'phased': `phases` give the updates of each part per train step; after
   #   the last phase, one update of each. `steps` is not used.
   type: Literal['simple', 'gradual', 'phased'] = 'simple'
   steps: int = 5_000  # env steps of the warmup ('simple', 'gradual')
-  critic_real_return_mix: float = 1.0  # 'gradual': m at env step 0
+  real_ratio: float = 1.0  # 'gradual': the critic's real ratio m at step 0
   phases: Tuple[WarmupPhaseConfig, ...] = ()  # 'phased', end_step ascending
 
 

@@ -55,7 +55,7 @@ _RANGES = (
     ('imagination.horizon', lambda v: v >= 1, 'an integer >= 1'),
     ('imagination.gamma', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
     ('warmup.steps', lambda v: v >= 0, 'an integer >= 0'),
-    ('warmup.critic_real_return_mix', lambda v: 0 <= v <= 1,
+    ('warmup.real_ratio', lambda v: 0 <= v <= 1,
      'a number in [0, 1]'),
     ('world_model.target_every', lambda v: v >= 1, 'an integer >= 1'),
     ('world_model.target_tau', lambda v: 0 < v <= 1, 'a number in (0, 1]'),

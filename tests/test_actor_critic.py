@@ -1,0 +1,95 @@
+"""Tests for wm_tf/agent/actor_critic.py: its loss terms against NumPy, and
+the learner trained on its own from start states given a world model."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import SMALL_OVERRIDES, make_batch
+from wm_tf.agent import actor_critic as ac_lib
+from wm_tf.agent.builder import build_agent
+from wm_tf.config import load_config
+
+
+def _inputs(seed=0, n=6, h=4):
+  rng = np.random.default_rng(seed)
+  return dict(
+      targets=rng.normal(size=(n, h)), baseline=rng.normal(size=(n, h)),
+      weights=rng.random((n, h)), log_probs=rng.normal(size=(n, h)) - 1.0,
+      entropies=rng.random((n, h)), value_log_prob=rng.normal(size=(n, h)))
+
+
+@pytest.mark.parametrize('gradient', ['dynamics', 'reinforce'])
+def test_imagined_terms_match_numpy(gradient):
+  x = _inputs()
+  scale, entropy = 1.7, 0.03
+  if gradient == 'dynamics':
+    objective = x['targets'] / scale
+  else:
+    objective = x['log_probs'] * (x['targets'] - x['baseline']) / scale
+  want_actor = -np.mean(x['weights'] * (objective + entropy * x['entropies']))
+  want_critic = -np.mean(x['weights'] * x['value_log_prob'])
+  terms = ac_lib.imagined_terms(
+      **{k: tf.constant(v, tf.float32) for k, v in x.items()},
+      scale=tf.constant(scale), gradient=gradient, entropy_scale=entropy)
+  assert sorted(terms) == ['actor', 'critic']
+  np.testing.assert_allclose(float(terms['actor']), want_actor, rtol=1e-5)
+  np.testing.assert_allclose(float(terms['critic']), want_critic, rtol=1e-5)
+
+
+def test_reinforce_term_does_not_differentiate_the_advantage():
+  x = {k: tf.constant(v, tf.float32) for k, v in _inputs(1).items()}
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(list(x.values()))
+    terms = ac_lib.imagined_terms(**x, scale=tf.constant(1.0),
+                                  gradient='reinforce', entropy_scale=0.0)
+  assert tape.gradient(terms['actor'], x['targets']) is None
+  assert tape.gradient(terms['actor'], x['baseline']) is None
+  # d actor / d log_prob = -w A / N.
+  want = -(x['weights'] * (x['targets'] - x['baseline'])).numpy() / 24
+  np.testing.assert_allclose(
+      tape.gradient(terms['actor'], x['log_probs']).numpy(), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize('real_ratio, warmup', [(0.0, 0.0), (0.0, 0.4),
+                                                (0.5, 0.0), (0.3, 0.6),
+                                                (1.0, 0.2)])
+def test_mix_real_is_the_convex_real_ratio(real_ratio, warmup):
+  terms = {'actor': tf.constant(2.0), 'critic': tf.constant(3.0),
+           'actor_real': tf.constant(-1.0), 'critic_real': tf.constant(5.0)}
+  actor, critic = ac_lib.mix_real(terms, real_ratio, tf.constant(warmup))
+  w = real_ratio + (1 - real_ratio) * warmup
+  np.testing.assert_allclose(float(actor), (1 - real_ratio) * 2.0 +
+                             real_ratio * -1.0, rtol=1e-6)
+  np.testing.assert_allclose(float(critic), (1 - w) * 3.0 + w * 5.0,
+                             rtol=1e-6)
+  # Without real terms the imagined ones are the losses.
+  imagined = {k: terms[k] for k in ('actor', 'critic')}
+  assert [float(v) for v in ac_lib.mix_real(imagined, real_ratio,
+                                            tf.constant(warmup))] == [2.0, 3.0]
+
+
+def test_start_states_flatten_the_batch():
+  latent = tf.reshape(tf.range(2 * 3 * 4, dtype=tf.float32), [2, 3, 4])
+  terminal = tf.constant([[False, True, False], [False, False, True]])
+  start, alive = ac_lib.start_states({'is_terminal': terminal}, latent)
+  np.testing.assert_array_equal(start.numpy(), latent.numpy().reshape(6, 4))
+  np.testing.assert_array_equal(alive.numpy(), [1, 0, 1, 1, 1, 0])
+
+
+def test_train_steps_only_the_chosen_parts(cartpole_spec):
+  keras.utils.set_random_seed(0)
+  agent = build_agent(load_config(None, SMALL_OVERRIDES), cartpole_spec)
+  ac = agent.learner.actor_critic
+  out = ac.critic.out
+  out.kernel.assign(np.ones(out.kernel.shape, np.float32))
+  batch = make_batch(cartpole_spec, np.random.default_rng(0))
+  start, alive = ac_lib.start_states(
+      batch, agent.world_model.latent_states(batch))
+  metrics = ac.train(agent.world_model, start, alive, tf.constant([1, 2]),
+                     actor=False, critic=True)
+  assert 'critic/grad_norm' in metrics and 'actor/grad_norm' not in metrics
+  assert int(ac.critic_optimizer.iterations.numpy()) == 1
+  assert int(ac.actor_optimizer.iterations.numpy()) == 0
+  assert int(agent.world_model.optimizer.iterations.numpy()) == 0
