@@ -12,6 +12,7 @@ setup(
     long_description_content_type='text/markdown',
     python_requires='>=3.10',
     packages=find_packages(include=['wm_tf', 'wm_tf.*', 'launch']),
+    package_data={'wm_tf.config': ['presets.yaml']},
     install_requires=[
         'tensorflow==2.21.*',
         # Layers and optimizers are Keras 3; TFP only imports with tf-keras.

@@ -17,6 +17,9 @@ flags.DEFINE_integer('seed', None, 'Overrides the config key seed.')
 flags.DEFINE_multi_string('set', [], 'Override: key.path=value (repeatable).')
 flags.DEFINE_bool('jit', None, 'Compile with XLA (overrides run.jit).')
 flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+flags.DEFINE_bool('print_config', False,
+                  'Print the resolved config (presets, file and overrides '
+                  'merged) as YAML and exit.')
 flags.DEFINE_bool('allow_config_change', False,
                   'Resume a run even if the config differs from its saved '
                   'config.yaml (which is then replaced).')
@@ -68,6 +71,10 @@ def main(argv):
   except (ConfigError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  if FLAGS.print_config:
+    from wm_tf.config import to_yaml
+    print(to_yaml(config), end='')
+    return
   from wm_tf.runtime.environments import inspect_env
   try:
     # Before TensorFlow is imported: a bad id or space prints one line.

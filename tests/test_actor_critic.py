@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import SMALL_OVERRIDES, make_batch
+from wm_tf import losses
 from wm_tf.agent import actor_critic as ac_lib
 from wm_tf.agent.builder import build_agent
 from wm_tf.config import load_config
@@ -70,6 +71,33 @@ def test_mix_real_is_the_convex_real_ratio(real_ratio, warmup):
                                             tf.constant(warmup))] == [2.0, 3.0]
 
 
+def test_loss_scales_weigh_each_term():
+  terms = {'actor': tf.constant(2.0), 'critic': tf.constant(3.0),
+           'actor_real': tf.constant(-1.0), 'critic_real': tf.constant(5.0)}
+  scales = {'actor': 0.5, 'critic': 2.0, 'actor_real': 3.0,
+            'critic_real': 0.25}
+  rho, m = 0.3, 0.6
+  actor, critic = ac_lib.mix_real(terms, rho, tf.constant(m), scales)
+  w = rho + (1 - rho) * m
+  np.testing.assert_allclose(float(actor),
+                             0.5 * (1 - rho) * 2.0 + 3.0 * rho * -1.0,
+                             rtol=1e-6)
+  np.testing.assert_allclose(float(critic),
+                             2.0 * (1 - w) * 3.0 + 0.25 * w * 5.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize('scales, message', [
+    ({'actor': 1.0, 'critic': 1.0, 'actor_real': 1.0},
+     'actor_critic.loss_scales.critic_real is missing'),
+    (dict(ac_lib.DEFAULT_LOSS_SCALES, entropy=1.0),
+     'actor_critic.loss_scales.entropy is not a loss term'),
+])
+def test_loss_scales_must_match_the_terms(scales, message):
+  with pytest.raises(losses.LossScaleError, match=message):
+    ac_lib.ActorCritic(None, None, None, ac_lib.ActorCriticSettings(),
+                       loss_scales=scales)
+
+
 def test_start_states_flatten_the_batch():
   latent = tf.reshape(tf.range(2 * 3 * 4, dtype=tf.float32), [2, 3, 4])
   terminal = tf.constant([[False, True, False], [False, False, True]])
@@ -93,3 +121,20 @@ def test_train_steps_only_the_chosen_parts(cartpole_spec):
   assert int(ac.critic_optimizer.iterations.numpy()) == 1
   assert int(ac.actor_optimizer.iterations.numpy()) == 0
   assert int(agent.world_model.optimizer.iterations.numpy()) == 0
+
+
+def test_config_loss_scales_reach_the_learner(cartpole_spec):
+  keras.utils.set_random_seed(0)
+  config = load_config(None, list(SMALL_OVERRIDES) + [
+      'actor_critic.loss_scales.critic=0', 'actor_critic.loss_scales.actor=2'])
+  ac = build_agent(config, cartpole_spec).learner.actor_critic
+  assert ac.loss_scales == {'actor': 2.0, 'critic': 0.0, 'actor_real': 1.0,
+                            'critic_real': 1.0}
+  batch = make_batch(cartpole_spec, np.random.default_rng(0))
+  world_model = build_agent(config, cartpole_spec).world_model
+  start, alive = ac_lib.start_states(batch, world_model.latent_states(batch))
+  metrics = ac.train(world_model, start, alive, tf.constant([1, 2]))
+  # A zero scale leaves the critic no gradient at all.
+  assert float(metrics['critic/loss']) == 0.0
+  assert float(metrics['critic/grad_norm']) == 0.0
+  assert float(metrics['actor/grad_norm']) > 0.0

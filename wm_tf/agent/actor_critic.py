@@ -13,10 +13,12 @@ read. Its loss is a dict of named terms:
 
 the 'real' ones only when real terms are computed (`real_terms`: Dyna
 imagination or a warmup that mixes real returns in). The real ratio is the
-fraction of a part's loss taken from its real term:
+fraction of a part's loss taken from its real term, and each term has its
+scale c_k (`loss_scales`, the config's `actor_critic.loss_scales`):
 
-    actor loss  = (1 - rho) actor + rho actor_real,    rho = real_ratio;
-    critic loss = (1 - w) critic + w critic_real,
+    actor loss  = c_actor (1 - rho) actor + c_actor_real rho actor_real,
+                  rho = real_ratio;
+    critic loss = c_critic (1 - w) critic + c_critic_real w critic_real,
                   w = rho + (1 - rho) m,  m = `warmup_real_ratio`,
 
 m being set by the warmup schedule before each update ('gradual').
@@ -91,20 +93,28 @@ def critic_real_ratio(real_ratio: float, warmup_real_ratio) -> tf.Tensor:
       real_ratio + (1.0 - real_ratio) * warmup_real_ratio, tf.float32)
 
 
-def mix_real(terms: Terms, real_ratio: float, warmup_real_ratio
-             ) -> Tuple[tf.Tensor, tf.Tensor]:
+# The named terms of the actor-critic loss, each weighed by its scale.
+LOSS_TERMS = ('actor', 'critic', 'actor_real', 'critic_real')
+DEFAULT_LOSS_SCALES = {name: 1.0 for name in LOSS_TERMS}
+
+
+def mix_real(terms: Terms, real_ratio: float, warmup_real_ratio,
+             scales: Dict[str, float] = None) -> Tuple[tf.Tensor, tf.Tensor]:
   """(actor loss, critic loss) from the named terms.
 
   Without 'actor_real' / 'critic_real' the imagined terms are the losses;
   with them, each part's loss is (1 - ratio) imagined + ratio real (the
-  ratios of the module docstring).
+  ratios of the module docstring). Each term is multiplied by its scale
+  in `scales` ({term: scale} over LOSS_TERMS; all 1 when None).
   """
-  actor, critic = terms['actor'], terms['critic']
+  c = DEFAULT_LOSS_SCALES if scales is None else scales
+  actor, critic = c['actor'] * terms['actor'], c['critic'] * terms['critic']
   if 'actor_real' in terms and real_ratio > 0:
-    actor = (1.0 - real_ratio) * actor + real_ratio * terms['actor_real']
+    actor = ((1.0 - real_ratio) * actor
+             + real_ratio * (c['actor_real'] * terms['actor_real']))
   if 'critic_real' in terms:
     w = critic_real_ratio(real_ratio, warmup_real_ratio)
-    critic = (1.0 - w) * critic + w * terms['critic_real']
+    critic = (1.0 - w) * critic + w * (c['critic_real'] * terms['critic_real'])
   return actor, critic
 
 
@@ -119,14 +129,20 @@ class ActorCritic(tf.Module):
     real_ratio: rho, the fraction of actor and critic loss from real terms.
     real_actor_advantage: 'positive' or 'signed' weighting of the real
       actor term (`wm_tf.losses.advantage_weighted_nll`).
+    loss_scales: {term: scale}, exactly one for each of LOSS_TERMS
+      (`wm_tf.losses.LossScaleError` otherwise); None: all 1.
   """
 
   def __init__(self, actor, critic, slow_critic,
                settings: ActorCriticSettings, *, real_terms: bool = False,
                real_ratio: float = 0.0,
                real_actor_advantage: str = 'positive',
+               loss_scales: Dict[str, float] = None,
                name: str = 'actor_critic'):
     super().__init__(name=name)
+    scales = DEFAULT_LOSS_SCALES if loss_scales is None else loss_scales
+    losses.check_loss_scales('actor_critic.loss_scales', scales, LOSS_TERMS)
+    self.loss_scales = dict(scales)
     self.actor = actor
     self.critic = critic
     self.slow_critic = slow_critic
@@ -231,7 +247,8 @@ class ActorCritic(tf.Module):
       metrics['critic/real_ratio'] = critic_real_ratio(
           self.real_ratio, self.warmup_real_ratio)
     actor_loss, critic_loss = mix_real(terms, self.real_ratio,
-                                       self.warmup_real_ratio)
+                                       self.warmup_real_ratio,
+                                       self.loss_scales)
     metrics.update({
         'actor/loss': actor_loss,
         'actor/entropy': tf.reduce_mean(traj['entropies']),

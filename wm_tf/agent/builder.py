@@ -311,7 +311,8 @@ def _actor_critic(config: Config, spec: EnvSpec, warmup: WarmupSchedule):
       actor, critic, slow_critic, settings,
       real_terms=mode.real_terms or warmup.real_terms,
       real_ratio=mode.real_ratio,
-      real_actor_advantage=mode.real_actor_advantage)
+      real_actor_advantage=mode.real_actor_advantage,
+      loss_scales=dataclasses.asdict(config.actor_critic.loss_scales))
   return actor_critic, mode
 
 

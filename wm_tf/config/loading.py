@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 import yaml
 
-from wm_tf.config import coercion, validation
+from wm_tf.config import coercion, presets, validation
 from wm_tf.config.schema import Config, ConfigError
 
 
@@ -32,8 +32,12 @@ def _rename_old_keys(data: dict) -> dict:
 
 
 def from_dict(data: dict) -> Config:
-  """Validates a plain dict (YAML names) into a `Config`."""
-  data = _rename_old_keys(data)
+  """Validates a plain dict (YAML names) into a `Config`.
+
+  The presets named by its key `presets`, if any, are merged beneath it
+  first (`wm_tf.config.presets`).
+  """
+  data = _rename_old_keys(presets.apply_presets(data))
   config = coercion.build(Config, data, '')
   validation.fill_defaults_by_type(config)
   validation.check_ranges(config)

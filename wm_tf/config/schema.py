@@ -179,6 +179,24 @@ class WorldModelConfig:
 
 
 @dataclasses.dataclass
+class ActorCriticLossScalesConfig:
+  actor: float = 1.0  # the imagined actor term
+  critic: float = 1.0  # the imagined critic term
+  actor_real: float = 1.0  # the replayed actions' term (Dyna)
+  critic_real: float = 1.0  # the replayed sequences' returns (Dyna, warmup)
+
+
+@dataclasses.dataclass
+class ActorCriticConfig:
+  # Weights of the actor-critic learner's named loss terms
+  # (wm_tf/agent/actor_critic.py); the real ratio mixes imagined and real
+  # terms as well, so with Dyna a part's loss is
+  # scale * (1 - ratio) * imagined + scale_real * ratio * real.
+  loss_scales: ActorCriticLossScalesConfig = dataclasses.field(
+      default_factory=ActorCriticLossScalesConfig)
+
+
+@dataclasses.dataclass
 class ActorConfig:
   units: int = 256
   layers: int = 2
@@ -348,6 +366,8 @@ class Config:
   heads: HeadsConfig = dataclasses.field(default_factory=HeadsConfig)
   world_model: WorldModelConfig = dataclasses.field(
       default_factory=WorldModelConfig)
+  actor_critic: ActorCriticConfig = dataclasses.field(
+      default_factory=ActorCriticConfig)
   actor: ActorConfig = dataclasses.field(default_factory=ActorConfig)
   critic: CriticConfig = dataclasses.field(default_factory=CriticConfig)
   returns: ReturnsConfig = dataclasses.field(default_factory=ReturnsConfig)
