@@ -280,9 +280,8 @@ def _imagination_mode(config: Config, spec: EnvSpec):
         f"imagination.mode={imagination.mode!r} conflict with the continuous "
         f'action space of env.id={spec.id!r}: the signed weighting lowers '
         'the density of every replayed action worse than expected without '
-        "bound, driving the squashed actor's mean to saturation (on "
-        'Pendulum-v1 the eval return stayed near -1,400). Allowed for '
-        "continuous actions: 'positive'.")
+        "bound, driving the squashed actor's mean to saturation. Allowed "
+        "for continuous actions: 'positive'.")
   return mode
 
 

@@ -208,11 +208,9 @@ class VAERepresentation(RepresentationLearner):
   beta must fit the observations: the KL is summed over D latent
   dimensions, while the decoder is a unit-std Normal, so on observations
   of small variance a nat of latent information buys well under a nat of
-  likelihood. On CartPole (4 dims, D = 32) beta 1 collapsed the posterior
-  onto the prior (KL 0.03 nats, std 0.999 after 5000 env steps; eval return
-  9.0 with `configs/cartpole.yaml`, 12.7 with pure imagination); beta 0.01
-  learned (278 and 500; KL about 100 nats, std 0.05), so it is the
-  default here and in the config (`config.REPRESENTATION_BETA`).
+  likelihood: with beta 1 the posterior can collapse onto the prior, so
+  the default is 0.01 (`config.REPRESENTATION_BETA`; docs/design.md has
+  the measurement).
   """
 
   def __init__(self, latent_dim: int = 64, units: int = 256, layers: int = 1,

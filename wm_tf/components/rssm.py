@@ -26,13 +26,10 @@ configured `dynamics.type` (whose transition loss would only duplicate it).
 
 Why the prior's term has no free bits: the free bits are there so that the
 posterior may keep some information for free; they must not stop the prior
-from learning. With both sides behind one max(free_nats, KL), on CartPole
-(4 observation dims, a unit-std decoder) the KL settled just under the
-free nats (0.82 of 1.0), so the prior got almost no gradient: after 1000
-world-model updates on random steps its mean missed the posterior state by
-an MSE of 0.26 (the MLP bottleneck's dynamics: 0.017 on its own latent),
-and imagined survival over 15 steps did not tell a balancing heuristic
-from random actions (9.0 against 9.1; MLP bottleneck: 14.1 against 11.6).
+from learning. With both sides behind one max(free_nats, KL), a KL that
+settles just under the free nats leaves the prior almost no gradient, and
+imagination then cannot tell good actions from bad (docs/design.md has
+the measurement).
 
 The layers (GRU included) compute in the model's dtype policy (`dtype=`,
 e.g. 'mixed_bfloat16'); h, the Normal parameters and the states are cast to

@@ -80,10 +80,10 @@ class RepresentationConfig:
   activation: str = 'silu'
   aux_scale: float = 1.0  # weight of the mlp_autoencoder / contrastive loss
   # 'vae', 'rssm': weight of the KL term. Unset (null): by type, from
-  # REPRESENTATION_BETA: 'vae' 0.01 (with 1.0 its posterior collapsed onto
-  # the prior on CartPole and Pendulum: the KL is summed over latent_dim
-  # dimensions and outweighed the likelihood), 'rssm' 1.0. The other types
-  # have no KL term: theirs is always null.
+  # REPRESENTATION_BETA: 'vae' 0.01 (the KL is summed over latent_dim
+  # dimensions and can outweigh the likelihood, collapsing the posterior
+  # onto the prior), 'rssm' 1.0. The other types have no KL term: theirs is
+  # always null.
   beta: Optional[float] = None
   temperature: float = 0.1  # 'contrastive': InfoNCE softmax temperature
   projection_dim: int = 32  # 'contrastive': size of the projections
@@ -165,9 +165,8 @@ class WorldModelConfig:
   # prediction. False: every imagined step continues (discount gamma), for
   # environments that never terminate (Pendulum). With negative rewards a
   # learned head invites the actor to steer into imagined states where it
-  # predicts an end (measured on Pendulum: the head's mean in imagination
-  # fell from 0.997 to 0.92 as returns collapsed). The head is still
-  # trained and its NLL logged either way.
+  # predicts an end (docs/design.md). The head is still trained and its
+  # NLL logged either way.
   predict_continue: bool = True
   # The world model the actor imagines in (its dynamics, reward and continue
   # heads): 'none' the online model; 'copy' a frozen copy refreshed every
@@ -283,8 +282,8 @@ class ActingConfig:
   # learner/uncertainty_threshold), so it follows the latent's scale: of
   # states and actions like the replay's, a fraction 1 - quantile is
   # flagged. 'absolute': uncertainty_threshold itself, in the latent's
-  # units, which depend on the representation (with configs/*.yaml, 0.5
-  # flagged no step after the first 1,000 env steps on either env).
+  # units, which depend on the representation, so no one value fits every
+  # config.
   uncertainty_reference: Literal['quantile', 'absolute'] = 'quantile'
   uncertainty_quantile: float = 0.95  # 'quantile': of u over replayed steps
   # 'quantile': weight of the running threshold at each world-model update
