@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import SMALL_OVERRIDES, make_batch
-from wm_tf import losses
+from wm_tf import losses, replicas
 from wm_tf.agent import actor_critic as ac_lib
 from wm_tf.agent.builder import build_agent
-from wm_tf.config import load_config
+from wm_tf.config import ConfigError, load_config
 
 
 def _inputs(seed=0, n=6, h=4):
@@ -87,7 +87,7 @@ def test_loss_scales_weigh_each_term():
 
 
 @pytest.mark.parametrize('scales, message', [
-    ({'actor': 1.0, 'critic': 1.0, 'actor_real': 1.0},
+    ({'actor': 1.0, 'critic': 1.0, 'critic_slow': 0.0, 'actor_real': 1.0},
      'actor_critic.loss_scales.critic_real is missing'),
     (dict(ac_lib.DEFAULT_LOSS_SCALES, entropy=1.0),
      'actor_critic.loss_scales.entropy is not a loss term'),
@@ -128,7 +128,8 @@ def test_config_loss_scales_reach_the_learner(cartpole_spec):
   config = load_config(None, list(SMALL_OVERRIDES) + [
       'actor_critic.loss_scales.critic=0', 'actor_critic.loss_scales.actor=2'])
   ac = build_agent(config, cartpole_spec).learner.actor_critic
-  assert ac.loss_scales == {'actor': 2.0, 'critic': 0.0, 'actor_real': 1.0,
+  assert ac.loss_scales == {'actor': 2.0, 'critic': 0.0, 'critic_slow': 0.0,
+                            'actor_real': 1.0,
                             'critic_real': 1.0}
   batch = make_batch(cartpole_spec, np.random.default_rng(0))
   world_model = build_agent(config, cartpole_spec).world_model
@@ -138,3 +139,40 @@ def test_config_loss_scales_reach_the_learner(cartpole_spec):
   assert float(metrics['critic/loss']) == 0.0
   assert float(metrics['critic/grad_norm']) == 0.0
   assert float(metrics['actor/grad_norm']) > 0.0
+
+
+def test_slow_critic_term_is_the_likelihood_of_the_slow_mean(cartpole_spec):
+  keras.utils.set_random_seed(0)
+  config = load_config(None, list(SMALL_OVERRIDES) + [
+      'actor_critic.loss_scales.critic_slow=1'])
+  agent = build_agent(config, cartpole_spec)
+  ac, world_model = agent.learner.actor_critic, agent.world_model
+  # A slow copy that differs from the critic, so the term is not trivial.
+  for v in ac.slow_critic.trainable_variables:
+    v.assign(v + 0.3)
+  batch = make_batch(cartpole_spec, np.random.default_rng(0))
+  start, alive = ac_lib.start_states(batch, world_model.latent_states(batch))
+  _, metrics = ac.loss(world_model, start, alive, tf.constant([1, 2]))
+  # The same rollout, imagined again from the same seed: the term from
+  # its states, with the Normal(mean, 1) critic's NLL written out.
+  s = ac.settings
+  traj = ac_lib.imagine(world_model.dynamics, ac.actor, start, s.horizon,
+                        replicas.per_replica_seed(tf.constant([1, 2])),
+                        s.sample_dynamics, unroll=s.unroll)
+  states = traj['states'][:, :-1]
+  continues = world_model.continue_probability(traj['states'][:, 1:])
+  alive_t = tf.concat([alive[:, None], continues[:, :-1]], 1)
+  weights = np.cumprod(alive_t.numpy(), axis=1)
+  critic = ac.critic(states).mean().numpy()
+  slow = ac.slow_critic(states).mean().numpy()
+  nll = 0.5 * (slow - critic) ** 2 + 0.5 * np.log(2 * np.pi)
+  np.testing.assert_allclose(float(metrics['critic/slow_loss']),
+                             np.mean(weights * nll), rtol=1e-4)
+
+
+def test_slow_critic_term_needs_a_moving_slow_critic():
+  with pytest.raises(ConfigError, match='critic.slow_target_fraction=0'):
+    load_config(None, ['actor_critic.loss_scales.critic_slow=1',
+                       'critic.slow_target_fraction=0'])
+  with pytest.raises(ConfigError, match='actor_critic.loss_scales.actor'):
+    load_config(None, ['actor_critic.loss_scales.actor=-1'])

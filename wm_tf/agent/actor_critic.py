@@ -8,6 +8,9 @@ read. Its loss is a dict of named terms:
 
     actor        -mean_t w_t (objective_t + entropy_scale H_t), imagined;
     critic       -mean_t w_t log p(R_t | s_t), imagined;
+    critic_slow  -mean_t w_t log p(sg(v_slow(s_t)) | s_t), imagined: pulls
+                 the critic towards its slow copy's mean (computed only
+                 when its scale is above 0 and the slow copy moves);
     actor_real   the advantage-weighted likelihood of the replayed actions;
     critic_real  -mean_t w_t log p(R_t | s_t) on the replayed sequences,
 
@@ -18,7 +21,8 @@ scale c_k (`loss_scales`, the config's `actor_critic.loss_scales`):
 
     actor loss  = c_actor (1 - rho) actor + c_actor_real rho actor_real,
                   rho = real_ratio;
-    critic loss = c_critic (1 - w) critic + c_critic_real w critic_real,
+    critic loss = (1 - w) (c_critic critic + c_critic_slow critic_slow)
+                  + c_critic_real w critic_real,
                   w = rho + (1 - rho) m,  m = `warmup_real_ratio`,
 
 m being set by the warmup schedule before each update ('gradual').
@@ -94,8 +98,9 @@ def critic_real_ratio(real_ratio: float, warmup_real_ratio) -> tf.Tensor:
 
 
 # The named terms of the actor-critic loss, each weighed by its scale.
-LOSS_TERMS = ('actor', 'critic', 'actor_real', 'critic_real')
-DEFAULT_LOSS_SCALES = {name: 1.0 for name in LOSS_TERMS}
+LOSS_TERMS = ('actor', 'critic', 'critic_slow', 'actor_real', 'critic_real')
+DEFAULT_LOSS_SCALES = dict({name: 1.0 for name in LOSS_TERMS},
+                           critic_slow=0.0)
 
 
 def mix_real(terms: Terms, real_ratio: float, warmup_real_ratio,
@@ -109,6 +114,8 @@ def mix_real(terms: Terms, real_ratio: float, warmup_real_ratio,
   """
   c = DEFAULT_LOSS_SCALES if scales is None else scales
   actor, critic = c['actor'] * terms['actor'], c['critic'] * terms['critic']
+  if 'critic_slow' in terms:
+    critic = critic + c['critic_slow'] * terms['critic_slow']
   if 'actor_real' in terms and real_ratio > 0:
     actor = ((1.0 - real_ratio) * actor
              + real_ratio * (c['actor_real'] * terms['actor_real']))
@@ -238,6 +245,9 @@ class ActorCritic(tf.Module):
         targets, values[:, :-1], weights, traj['log_probs'],
         traj['entropies'], value_dist.log_prob(tf.stop_gradient(targets)),
         scale, s.actor_gradient, s.entropy)
+    if self.loss_scales['critic_slow'] > 0 and s.slow_critic_fraction > 0:
+      slow = tf.stop_gradient(self.slow_critic(states[:, :-1]).mean())
+      terms['critic_slow'] = -tf.reduce_mean(weights * value_dist.log_prob(slow))
     metrics = {}
     if real is not None:
       real_terms, metrics = self.real_loss_terms(*real, scale)
@@ -249,6 +259,8 @@ class ActorCritic(tf.Module):
     actor_loss, critic_loss = mix_real(terms, self.real_ratio,
                                        self.warmup_real_ratio,
                                        self.loss_scales)
+    if 'critic_slow' in terms:
+      metrics['critic/slow_loss'] = terms['critic_slow']
     metrics.update({
         'actor/loss': actor_loss,
         'actor/entropy': tf.reduce_mean(traj['entropies']),

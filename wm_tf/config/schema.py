@@ -181,6 +181,10 @@ class WorldModelConfig:
 class ActorCriticLossScalesConfig:
   actor: float = 1.0  # the imagined actor term
   critic: float = 1.0  # the imagined critic term
+  # The critic's likelihood of its slow copy's mean on the imagined states,
+  # a regulariser that keeps the critic near its own running average
+  # (DreamerV3's slow-critic regulariser; 0: not computed).
+  critic_slow: float = 0.0
   actor_real: float = 1.0  # the replayed actions' term (Dyna)
   critic_real: float = 1.0  # the replayed sequences' returns (Dyna, warmup)
 

@@ -7,9 +7,12 @@ passes them validated values.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
-from wm_tf.config.schema import Config, ConfigError, DynamicsConfig, lookup
+from wm_tf.config.schema import (ActorCriticLossScalesConfig, Config,
+                                 ConfigError, DynamicsConfig,
+                                 LossScalesConfig, lookup, yaml_name)
 
 
 # Bounds checked after types: (path, predicate, what is allowed).
@@ -74,6 +77,12 @@ _RANGES = (
     ('replay.batch_size', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.sequence_length', lambda v: v >= 2, 'an integer >= 2'),
 ) + tuple(
+    (f'{learner}.loss_scales.{term}', lambda v: math.isfinite(v) and v >= 0,
+     'a finite number >= 0')
+    for learner, scales in (('world_model', LossScalesConfig),
+                            ('actor_critic', ActorCriticLossScalesConfig))
+    for term in (yaml_name(f.name) for f in dataclasses.fields(scales))
+) + tuple(
     (f'optimizers.{part}.{key}', check, allowed)
     for part in ('world_model', 'actor', 'critic')
     for key, check, allowed in (
@@ -100,6 +109,14 @@ def check_ranges(config: Config) -> None:
     raise ConfigError(
         'Config keys actor.min_std and actor.max_std conflict: '
         f'min_std={config.actor.min_std} > max_std={config.actor.max_std}.')
+  if (config.actor_critic.loss_scales.critic_slow > 0
+      and config.critic.slow_target_fraction == 0):
+    raise ConfigError(
+        'Config keys actor_critic.loss_scales.critic_slow='
+        f'{config.actor_critic.loss_scales.critic_slow} and '
+        'critic.slow_target_fraction=0 conflict: without a moving slow '
+        'critic there is nothing to regularise towards; allowed: '
+        'slow_target_fraction > 0, or critic_slow 0.')
   _check_agent_options(config)
 
 
