@@ -15,6 +15,18 @@ from wm_tf.config.schema import Config, ConfigError, DynamicsConfig, lookup
 # Bounds checked after types: (path, predicate, what is allowed).
 _RANGES = (
     ('env.num_envs', lambda v: v >= 1, 'an integer >= 1'),
+    ('env.max_episode_steps', lambda v: v is None or v >= 1,
+     'an integer >= 1 (or null: the registered limit)'),
+    ('env.size', lambda v: len(v) == 2 and min(v) >= 1,
+     'a list [height, width] of two integers >= 1'),
+    ('env.action_repeat', lambda v: v is None or v >= 1,
+     'an integer >= 1 (or null: by family)'),
+    ('env.atari.pool_frames', lambda v: v >= 1, 'an integer >= 1'),
+    ('env.atari.sticky_actions', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
+    ('env.atari.noop_max', lambda v: v >= 0, 'an integer >= 0'),
+    ('env.atari.max_frames', lambda v: v >= 1, 'an integer >= 1'),
+    ('env.dmc.camera', lambda v: v is None or v >= 0,
+     'an integer >= 0 (or null: by domain)'),
     ('run.total_env_steps', lambda v: v >= 1, 'an integer >= 1'),
     ('run.prefill_steps', lambda v: v >= 0, 'an integer >= 0'),
     ('run.train_ratio', lambda v: v > 0, 'a number > 0'),
