@@ -2,6 +2,7 @@
 pixels, your own env): spaces, seeding, vector envs, protocol details
 against the raw emulator and simulator, and the error messages."""
 
+import ctypes.util
 import importlib.util
 import sys
 import warnings
@@ -26,6 +27,11 @@ if importlib.util.find_spec('dm_control') is None:
 suite = dmc.import_suite()  # without rendering in this (TensorFlow) process
 
 IMAGE = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+# MuJoCo's OpenGL library (.ci/run installs OSMesa where it can).
+_GL_LIBRARY = {'osmesa': 'OSMesa', 'egl': 'EGL'}.get(dmc.render_backend())
+NEEDS_RENDER = pytest.mark.skipif(
+    _GL_LIBRARY is not None and ctypes.util.find_library(_GL_LIBRARY) is None,
+    reason=f'lib{_GL_LIBRARY} is not installed: apt-get install libosmesa6')
 POINT = 'examples.point_reach:PointReach'
 
 
@@ -66,12 +72,15 @@ def vector(space_shape, dtype=np.float32):
      {'orientations': vector((14,)), 'height': vector((1,)),
       'velocity': vector((9,))},
      gym.spaces.Box(-1.0, 1.0, (6,), np.float32)),
-    ('dmc:cartpole_balance', {'pixels': True}, {'image': IMAGE},
-     gym.spaces.Box(-1.0, 1.0, (1,), np.float32)),
-    ('dmc:cartpole_balance',
-     {'pixels': True, 'dmc': {'proprio_with_pixels': True}},
-     {'image': IMAGE, 'position': vector((3,)), 'velocity': vector((2,))},
-     gym.spaces.Box(-1.0, 1.0, (1,), np.float32)),
+    pytest.param('dmc:cartpole_balance', {'pixels': True}, {'image': IMAGE},
+                 gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+                 marks=NEEDS_RENDER),
+    pytest.param('dmc:cartpole_balance',
+                 {'pixels': True, 'dmc': {'proprio_with_pixels': True}},
+                 {'image': IMAGE, 'position': vector((3,)),
+                  'velocity': vector((2,))},
+                 gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+                 marks=NEEDS_RENDER),
 ])
 def test_each_family_has_the_specified_spaces(env_id, options, observation,
                                               action):
@@ -115,7 +124,7 @@ REPRODUCIBLE = [
     (POINT, {'pixels': True, 'action_repeat': 2}),
     ('atari:Pong', {'atari': {'sticky_actions': 0.25}}),
     ('dmc:cartpole_balance', {}),
-    ('dmc:cartpole_balance', {'pixels': True}),
+    pytest.param('dmc:cartpole_balance', {'pixels': True}, marks=NEEDS_RENDER),
 ]
 
 
@@ -160,7 +169,8 @@ def test_gymnasium_env_checker_passes(env_id, options):
 
 @pytest.mark.parametrize('env_id, options', [
     ('CartPole-v1', {'pixels': True}), ('atari:Pong', {}),
-    ('dmc:cartpole_balance', {}), ('dmc:cartpole_balance', {'pixels': True}),
+    ('dmc:cartpole_balance', {}),
+    pytest.param('dmc:cartpole_balance', {'pixels': True}, marks=NEEDS_RENDER),
     (POINT, {})])
 def test_vector_env_autoresets_on_the_next_step(env_id, options):
   config = env_config(env_id, **options)
@@ -296,6 +306,7 @@ def test_dmc_episode_is_truncated_at_the_time_limit():
   env.close()
 
 
+@NEEDS_RENDER
 def test_dmc_pixels_come_from_the_configured_camera():
   images = []
   for camera in (0, 1):
