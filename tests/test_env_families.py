@@ -18,6 +18,7 @@ from wm_tf.config.coercion import build
 from wm_tf.config.schema import EnvConfig
 from wm_tf.runtime import dmc
 from wm_tf.runtime.env_families import make_family_env
+from wm_tf.runtime.env_process import ProcessEnv
 from wm_tf.runtime.environments import UnsupportedEnvironment, make_env
 from wm_tf.runtime.pixels import PixelObservation
 
@@ -373,3 +374,16 @@ def test_env_kwargs_are_a_mapping_from_yaml():
   config = load_config(None, ['env.kwargs={speed: 0.05}',
                               'env.kwargs.radius=0.2'])
   assert config.env.kwargs == {'speed': 0.05, 'radius': 0.2}
+
+
+def test_process_env_forwards_calls_and_errors_of_the_child():
+  env = ProcessEnv(gym.make, 'CartPole-v1')
+  local = gym.make('CartPole-v1')
+  np.testing.assert_array_equal(env.reset(seed=2)[0], local.reset(seed=2)[0])
+  np.testing.assert_array_equal(env.step(1)[0], local.step(1)[0])
+  assert env.observation_space == local.observation_space
+  child = env._child  # pylint: disable=protected-access
+  env.close()
+  assert child.poll() == 0  # the child exited when the env closed
+  with pytest.raises(gym.error.Error, match='NoSuchEnv'):
+    ProcessEnv(gym.make, 'NoSuchEnv-v0')
