@@ -29,9 +29,17 @@ setup(
     ],
     extras_require={
         # The tests render CartPole episodes to GIF, so they need 'video' too,
-        # and they run the ONNX export, so 'onnx' too.
+        # they run the ONNX export, so 'onnx' too, and every env family, so
+        # 'atari' and 'dmc' too.
         'test': ['pytest>=8', 'imageio>=2.30', 'pygame>=2.1',
-                 'tf2onnx==1.17.*', 'onnx>=1.17,<2', 'onnxruntime>=1.20,<2'],
+                 'tf2onnx==1.17.*', 'onnx>=1.17,<2', 'onnxruntime>=1.20,<2',
+                 'ale-py==0.12.*', 'dm_control==1.0.*', 'mujoco>=3,<4'],
+        # env.id atari:<Game>; ale-py 0.12 ships the ROMs.
+        'atari': ['ale-py==0.12.*'],
+        # env.id dmc:<domain>_<task>. dm_control 1.0.x breaks with mujoco 4
+        # (it reads MjModel fields that mujoco 4 removed). Pixel renders on
+        # CPU need an OpenGL: Debian's libosmesa6 (MUJOCO_GL=osmesa).
+        'dmc': ['dm_control==1.0.*', 'mujoco>=3,<4'],
         # launch.export --formats=onnx (tf2onnx converts, onnx and
         # onnxruntime check the file).
         'onnx': ['tf2onnx==1.17.*', 'onnx>=1.17,<2', 'onnxruntime>=1.20,<2'],

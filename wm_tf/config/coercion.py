@@ -27,7 +27,7 @@ def _describe(tp: Any) -> str:
     return ' or '.join(_describe(a) for a in typing.get_args(tp))
   if tp is type(None):
     return 'null'
-  if dataclasses.is_dataclass(tp):
+  if dataclasses.is_dataclass(tp) or origin is dict:
     return 'a mapping'
   if origin is tuple:
     item = typing.get_args(tp)[0]
@@ -44,7 +44,10 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
   origin = typing.get_origin(tp)
   if dataclasses.is_dataclass(tp):
     return build(tp, value, path)
-  if origin is tuple:  # Tuple[X, ...]: a YAML list of X
+  if origin is dict:  # Dict[str, Any]: a YAML mapping passed on as it is
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+      return dict(value)
+  elif origin is tuple:  # Tuple[X, ...]: a YAML list of X
     if isinstance(value, (list, tuple)):
       item = typing.get_args(tp)[0]
       return tuple(_coerce(v, item, f'{path}[{i}]')

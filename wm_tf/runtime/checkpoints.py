@@ -413,7 +413,8 @@ def restore_agent(logdir: str) -> RestoredAgent:
         'launch.train?')
   try:
     config = config_lib.load_config(config_path)
-    spec = inspect_env(config.env.id, config.env.max_episode_steps)
+    spec = inspect_env(config.env.id, config.env.max_episode_steps,
+                       options=config.env)
   except (config_lib.ConfigError, UnsupportedEnvironment) as e:
     raise RunDirectoryError(
         f'Cannot rebuild the agent of {logdir!r}: {e}') from None

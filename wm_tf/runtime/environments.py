@@ -7,44 +7,23 @@ with a message naming the space and what is allowed.
 
 from __future__ import annotations
 
-import difflib
 from typing import Optional
 
 import gymnasium as gym
 import numpy as np
 
+from wm_tf.config.schema import EnvConfig
+from wm_tf.runtime.env_errors import UnsupportedEnvironment  # noqa: F401
+from wm_tf.runtime.env_families import make_family_env
 from wm_tf.specs import EnvSpec  # noqa: F401  (re-exported)
 
 
-class UnsupportedEnvironment(ValueError):
-  """An environment id or space that wm_tf cannot train on."""
-
-
-def _unknown_id_message(env_id: str, error: Exception) -> str:
-  ids = sorted(gym.registry.keys())
-  close = difflib.get_close_matches(env_id, ids, n=3, cutoff=0.5)
-  hint = f' Did you mean {", ".join(map(repr, close))}?' if close else ''
-  return (f'Unknown environment id {env_id!r} (config key env.id): '
-          f'gymnasium says: {error}.{hint} Allowed: any id registered with '
-          'gymnasium, e.g. CartPole-v1, Pendulum-v1.')
-
-
 def make_env(env_id: str, max_episode_steps: Optional[int] = None,
-             render_mode: Optional[str] = None) -> gym.Env:
-  """One environment, with unknown ids turned into a clear error."""
-  kwargs = {}
-  if max_episode_steps is not None:
-    kwargs['max_episode_steps'] = max_episode_steps
-  if render_mode is not None:
-    kwargs['render_mode'] = render_mode
-  try:
-    return gym.make(env_id, **kwargs)
-  except gym.error.DependencyNotInstalled as e:
-    raise UnsupportedEnvironment(
-        f'Environment {env_id!r} (config key env.id) needs a package that is '
-        f'not installed: {e}') from None
-  except (gym.error.Error, ModuleNotFoundError) as e:
-    raise UnsupportedEnvironment(_unknown_id_message(env_id, e)) from None
+             render_mode: Optional[str] = None,
+             options: Optional[EnvConfig] = None) -> gym.Env:
+  """One environment of any family (wm_tf.runtime.env_families), with the
+  settings of `options` (the config's env section; None: its defaults)."""
+  return make_family_env(env_id, options, max_episode_steps, render_mode)
 
 
 def spec_from_spaces(env_id: str, observation_space, action_space) -> EnvSpec:
@@ -85,10 +64,10 @@ def spec_from_spaces(env_id: str, observation_space, action_space) -> EnvSpec:
       'supported).')
 
 
-def inspect_env(env_id: str, max_episode_steps: Optional[int] = None
-                ) -> EnvSpec:
+def inspect_env(env_id: str, max_episode_steps: Optional[int] = None,
+                options: Optional[EnvConfig] = None) -> EnvSpec:
   """Opens the environment once to check its id and spaces."""
-  env = make_env(env_id, max_episode_steps)
+  env = make_env(env_id, max_episode_steps, options=options)
   try:
     return spec_from_spaces(env_id, env.observation_space, env.action_space)
   finally:
@@ -97,15 +76,17 @@ def inspect_env(env_id: str, max_episode_steps: Optional[int] = None
 
 def make_vector_env(env_id: str, num_envs: int, vectorization: str = 'sync',
                     max_episode_steps: Optional[int] = None,
-                    render_mode: Optional[str] = None) -> gym.vector.VectorEnv:
+                    render_mode: Optional[str] = None,
+                    options: Optional[EnvConfig] = None
+                    ) -> gym.vector.VectorEnv:
   """`num_envs` copies of an environment, autoreset on the next step.
 
   With gymnasium's NEXT_STEP autoreset, the step after an episode ends
   ignores the action and returns the reset observation: the collector
   records that step as is_first (see `wm_tf.runtime.collector`).
   """
-  inspect_env(env_id, max_episode_steps)  # clear errors before forking
-  fns = [lambda: make_env(env_id, max_episode_steps, render_mode)
+  inspect_env(env_id, max_episode_steps, options)  # errors before forking
+  fns = [lambda: make_env(env_id, max_episode_steps, render_mode, options)
          for _ in range(num_envs)]
   if vectorization == 'async':
     return gym.vector.AsyncVectorEnv(

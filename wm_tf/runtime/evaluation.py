@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from wm_tf.config.schema import EnvConfig
 from wm_tf.runtime import checkpoints as checkpoints_lib
 from wm_tf.runtime.environments import UnsupportedEnvironment, make_env
 
@@ -43,6 +44,9 @@ class LoadedPolicy:
   max_episode_steps: Optional[int]
   source: str  # what was loaded, for messages
   owner: object = None  # keeps a loaded SavedModel (its variables) alive
+  # The run's env section (pixels, action repeat, family settings), known
+  # for a run directory; used when evaluating on its own env.id.
+  env_options: Optional[EnvConfig] = None
 
 
 def policy_from_run(logdir: str) -> LoadedPolicy:
@@ -56,7 +60,8 @@ def policy_from_run(logdir: str) -> LoadedPolicy:
   serving = ServingPolicy(run.agent.policy, run.spec)
   return LoadedPolicy(serving.action, serving.initial_state,
                       run.spec.observation_dim, run.config.env.id,
-                      run.config.env.max_episode_steps, run.restored.path)
+                      run.config.env.max_episode_steps, run.restored.path,
+                      env_options=run.config.env)
 
 
 def policy_from_saved_model(path: str) -> LoadedPolicy:
@@ -117,7 +122,9 @@ def run_episodes(policy: LoadedPolicy, env_id: str, episodes: int, seed: int,
     os.environ.setdefault('SDL_VIDEODRIVER', 'dummy')
   try:
     env = make_env(env_id, max_episode_steps,
-                   render_mode='rgb_array' if render else None)
+                   render_mode='rgb_array' if render else None,
+                   options=(policy.env_options if env_id == policy.env_id
+                            else None))
   except UnsupportedEnvironment as e:
     raise EvaluationError(str(e)) from None
   try:

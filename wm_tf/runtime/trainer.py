@@ -123,7 +123,7 @@ class Trainer(CheckpointedRun):
     self.profiler = StepProfiler(self.logdir, profile_steps)
     env = config.env
     # Fails here, before anything is built, on a bad id or space.
-    self.spec = inspect_env(env.id, env.max_episode_steps)
+    self.spec = inspect_env(env.id, env.max_episode_steps, options=env)
     # Held while this process lives: one trainer per run directory.
     self._lock = run_lock.lock_run_directory(self.logdir)
     self.config_changes = checkpoints_lib.check_saved_config(
@@ -283,7 +283,7 @@ class Trainer(CheckpointedRun):
     """Mean and std return of `eval_episodes` deterministic episodes."""
     c = self.config
     envs = make_vector_env(c.env.id, c.run.eval_episodes, 'sync',
-                           c.env.max_episode_steps)
+                           c.env.max_episode_steps, options=c.env)
     acting = collector_lib.PolicyActing(self.agent.policy,
                                         c.run.eval_episodes)
     try:
@@ -341,7 +341,7 @@ class Trainer(CheckpointedRun):
     """
     c = self.config
     envs = make_vector_env(c.env.id, c.env.num_envs, c.env.vectorization,
-                           c.env.max_episode_steps)
+                           c.env.max_episode_steps, options=c.env)
     collector = collector_lib.Collector(envs, self.spec,
                                         seed=self._reset_seed())
     averager = ScalarAverager()

@@ -1,0 +1,1 @@
+"""Example environments of your own, for env.id 'module:attribute'."""
