@@ -244,6 +244,12 @@ ALTERNATIVES = (
     Alternative('representation_learner', 'rssm',
                 'partial observability: the state needs memory (GRU path)',
                 _fixed('representation_learner.type=rssm')),
+    Alternative('representation_learner', 'rssm_categorical',
+                "'rssm' with DreamerV2/V3's discrete latent: one-hot "
+                'categoricals (multi-modal state), straight-through '
+                'samples, KL scales and free bits on both sides',
+                _fixed('representation_learner.type=rssm',
+                       'representation_learner.latent=categorical')),
     # dynamics.type (base: 'gaussian' with a learned std)
     Alternative('dynamics', 'deterministic',
                 'deterministic environments; the cheapest model',

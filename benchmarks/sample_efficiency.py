@@ -6,10 +6,20 @@ Each (environment, seed) is one `launch.train` run in a subprocess (so a
 crash or a slow seed cannot take the others down); `--parallel` of them run
 at once. Eval return is the mean of `run.eval_episodes` (10) episodes with
 the deterministic policy. Writes, under --output:
-  sample_efficiency.csv        env, seed, env_steps, eval_return, wall_seconds
+  sample_efficiency.csv        env, seed, env_steps, eval_return,
+                               wall_seconds, and the seed's
+                               first_step_at_threshold and held
   sample_efficiency.json       per env: median final return, steps to the
-                               target per seed and their median, wall-clock
-  sample_efficiency_<env>.png  per-seed curves, their median and the target
+                               target per seed and their median, "held" per
+                               seed and its median, the median curve with
+                               its spread across seeds, wall-clock
+  sample_efficiency_<env>.png  per-seed curves, their median with the
+                               min-max and interquartile bands, the target
+
+Stable learning (`benchmarks.learning_curves`): the first env step at the
+threshold (CartPole 475, Pendulum -200; null if never), and "held", the
+share of the evaluations from that one on that are at or past the
+threshold (1.0: it never fell back; null if never reached).
 """
 
 import csv
@@ -18,9 +28,10 @@ import os
 
 from absl import app, flags
 
+from benchmarks.learning_curves import (held, spread_across_seeds,
+                                       steps_to_threshold, summarize)
 from benchmarks.training_runs import (ROOT, median, read_evaluations,
-                                      run_jobs, steps_to_threshold,
-                                      train_command)
+                                      run_jobs, train_command)
 
 flags.DEFINE_list('envs', ['cartpole', 'pendulum'], 'Configs under configs/.')
 flags.DEFINE_integer('seeds', 5, 'Seeds per environment (0 .. seeds-1).')
@@ -34,18 +45,27 @@ TARGETS = {
     'cartpole': {'return': 475.0, 'env_steps': 10_000},
     'pendulum': {'return': -200.0, 'env_steps': 15_000},
 }
+
+
 def plot(env, runs, target, path):
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(6, 4))
+  threshold = target['return'] if target else None
   for seed, rows in sorted(runs.items()):
+    first, kept = steps_to_threshold(rows, threshold), held(rows, threshold)
+    label = f'seed {seed}' + ('' if first is None else
+                              f': first {first}, held {kept:.0%}')
     ax.plot([r['env_steps'] for r in rows], [r['eval/return'] for r in rows],
-            alpha=0.4, label=f'seed {seed}')
-  steps = sorted({r['env_steps'] for rows in runs.values() for r in rows})
-  med = [median([r['eval/return'] for rows in runs.values() for r in rows
-                 if r['env_steps'] == s]) for s in steps]
-  ax.plot(steps, med, color='black', linewidth=2, label='median')
+            alpha=0.4, label=label)
+  curve = spread_across_seeds(runs)
+  steps = curve['env_steps']
+  ax.fill_between(steps, curve['min'], curve['max'], color='black',
+                  alpha=0.08, label='min-max over seeds')
+  ax.fill_between(steps, curve['q25'], curve['q75'], color='black',
+                  alpha=0.2, label='interquartile range')
+  ax.plot(steps, curve['median'], color='black', linewidth=2, label='median')
   if target:
     ax.axhline(target['return'], color='red', linestyle='--', label='target')
     ax.axvline(target['env_steps'], color='red', linestyle=':')
@@ -87,34 +107,22 @@ def main(argv):
                            'eval_return': r['eval/return'],
                            'wall_seconds': r['wall_seconds']})
     target = TARGETS.get(env)
-    reached = {s: steps_to_threshold(rows, target['return']) if target else None
-               for s, rows in runs.items()}
-    within = [s for s, st in reached.items()
-              if st is not None and st <= target['env_steps']] if target else []
-    budget_returns = [
-        max([r['eval/return'] for r in rows
-             if r['env_steps'] <= target['env_steps']] or [float('nan')])
-        for rows in runs.values()] if target else []
-    summary[env] = {
-        'seeds': len(runs),
-        'final_return_median': median([rows[-1]['eval/return']
-                                       for rows in runs.values()]),
-        'best_return_within_budget_median': median(budget_returns),
-        'steps_to_target': reached,
-        'steps_to_target_median': median(
-            [st if st is not None else float('inf')
-             for st in reached.values()]),
-        'seeds_reaching_target_within_budget': len(within),
-        'target': target,
-        'wall_seconds': {s: wall[(env, s)] for s in runs},
-        'wall_seconds_median': median([wall[(env, s)] for s in runs]),
-    }
+    summary[env] = dict(summarize(runs, target),
+                        wall_seconds={s: wall[(env, s)] for s in runs},
+                        wall_seconds_median=median([wall[(env, s)]
+                                                    for s in runs]))
+    for row in rows_out:
+      if row['env'] == env:
+        row['first_step_at_threshold'] = (
+            summary[env]['steps_to_target'][row['seed']])
+        row['held'] = summary[env]['held'][row['seed']]
     if runs:
       plot(env, runs, target,
            os.path.join(FLAGS.output, f'sample_efficiency_{env}.png'))
   with open(os.path.join(FLAGS.output, 'sample_efficiency.csv'), 'w') as f:
     writer = csv.DictWriter(f, ['env', 'seed', 'env_steps', 'eval_return',
-                                'wall_seconds'])
+                                'wall_seconds', 'first_step_at_threshold',
+                                'held'])
     writer.writeheader()
     writer.writerows(rows_out)
   with open(os.path.join(FLAGS.output, 'sample_efficiency.json'), 'w') as f:

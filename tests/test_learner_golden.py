@@ -15,6 +15,11 @@ through `RENAMED`; the recorded numbers are never regenerated for a
 refactor. To record them anew (only for an intended change of behaviour):
 
     python tests/test_learner_golden.py --write
+
+A new alternative gets its case recorded with `--add`, which runs only the
+cases the file does not hold yet and keeps every recorded one as it is:
+
+    python tests/test_learner_golden.py --add
 """
 
 import functools
@@ -169,10 +174,17 @@ def test_update_matches_recording(golden, env, name, overrides):
   assert not wrong, f'{env}/{name}: (now, recorded) {wrong}'
 
 
-def _write():
+def _write(only_missing: bool = False):
   tf.config.run_functions_eagerly(True)
-  numbers = {f'{env}/{name}': run_case(env, overrides)
-             for env, name, overrides in cases()}
+  numbers = {}
+  if only_missing:
+    with open(FIXTURE) as f:
+      numbers = json.load(f)
+  for env, name, overrides in cases():
+    if f'{env}/{name}' not in numbers:
+      # Under the recorded names, which the test looks the metrics up by.
+      numbers[f'{env}/{name}'] = {_recorded_name(k): v for k, v in
+                                  run_case(env, overrides).items()}
   os.makedirs(os.path.dirname(FIXTURE), exist_ok=True)
   with open(FIXTURE, 'w') as f:
     json.dump(numbers, f, indent=1, sort_keys=True)
@@ -180,6 +192,6 @@ def _write():
 
 
 if __name__ == '__main__':
-  if sys.argv[1:] != ['--write']:
-    sys.exit('usage: python tests/test_learner_golden.py --write')
-  _write()
+  if sys.argv[1:] not in (['--write'], ['--add']):
+    sys.exit('usage: python tests/test_learner_golden.py --write | --add')
+  _write(only_missing=sys.argv[1:] == ['--add'])

@@ -25,16 +25,21 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 ALL = ("saved_model", "onnx", "tflite")
 CASES = [("CartPole-v1", "mlp"), ("Pendulum-v1", "mlp"),
-         ("CartPole-v1", "rssm"), ("Pendulum-v1", "rssm")]
+         ("CartPole-v1", "rssm"), ("Pendulum-v1", "rssm"),
+         ("CartPole-v1", "rssm_categorical")]
 RSSM = ["representation_learner.type=rssm",
         "representation_learner.deter_dim=8"]
+OVERRIDES = {"mlp": [], "rssm": RSSM,
+             "rssm_categorical": RSSM + [
+                 "representation_learner.latent=categorical",
+                 "representation_learner.classes=4"]}
 
 
 def export_case(root, env_id, representation, seed):
     # Keras draws initial weights from a global generator: seeding it makes
     # a case's model the same whichever cases ran before in the process.
     keras.utils.set_random_seed(seed)
-    overrides = RSSM if representation == "rssm" else []
+    overrides = OVERRIDES[representation]
     trainer = make_run(root / "run", env_id, seed, overrides)
     paths = export.export_run_formats(str(root / "run"), str(root / "models"),
                                       formats=ALL)

@@ -29,6 +29,8 @@ PENDULUM = EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
                    discrete=False, low=(-2.0,), high=(2.0,))
 RSSM = ['representation_learner.type=rssm',
         'representation_learner.deter_dim=16']
+CATEGORICAL = RSSM + ['representation_learner.latent=categorical',
+                      'representation_learner.classes=4']
 
 
 def _agent(spec, overrides=(), seed=0):
@@ -121,10 +123,11 @@ def test_is_first_resets_the_state():
   np.testing.assert_allclose(unflagged['latent'], fresh['latent'], atol=1e-6)
 
 
-@pytest.mark.parametrize('spec, jit', [(CARTPOLE, False), (CARTPOLE, True),
-                                       (PENDULUM, False)])
-def test_stepped_latents_equal_the_sequence_latents(spec, jit):
-  agent = _agent(spec, RSSM + [f'run.jit={str(jit).lower()}'])
+@pytest.mark.parametrize('spec, jit, rssm', [
+    (CARTPOLE, False, RSSM), (CARTPOLE, True, RSSM), (PENDULUM, False, RSSM),
+    (CARTPOLE, True, CATEGORICAL), (PENDULUM, False, CATEGORICAL)])
+def test_stepped_latents_equal_the_sequence_latents(spec, jit, rssm):
+  agent = _agent(spec, rssm + [f'run.jit={str(jit).lower()}'])
   length = 12
   obs = _observations(1, length, spec.observation_dim, seed=5)
   is_first = _episode_starts(length, 1)
@@ -139,8 +142,9 @@ def test_stepped_latents_equal_the_sequence_latents(spec, jit):
   assert agent.policy.act.experimental_get_tracing_count() == 1
 
 
-def test_planner_plans_from_the_recurrent_latent():
-  agent = _agent(PENDULUM, RSSM + [
+@pytest.mark.parametrize('rssm', [RSSM, CATEGORICAL])
+def test_planner_plans_from_the_recurrent_latent(rssm):
+  agent = _agent(PENDULUM, rssm + [
       'imagination.mode=mpc', 'mpc.samples=8', 'mpc.horizon=2',
       'mpc.iterations=2', 'mpc.elites=2'])
   policy = agent.policy
@@ -159,8 +163,9 @@ def test_planner_plans_from_the_recurrent_latent():
   assert np.abs(alone - expected_latent).max() > 1e-2
 
 
-def test_uncertainty_check_uses_the_recurrent_latent():
-  agent = _agent(CARTPOLE, RSSM + ['acting.uncertainty=true'])
+@pytest.mark.parametrize('rssm', [RSSM, CATEGORICAL])
+def test_uncertainty_check_uses_the_recurrent_latent(rssm):
+  agent = _agent(CARTPOLE, rssm + ['acting.uncertainty=true'])
   policy = agent.policy
   n = 64
   state = _state_after_history(policy, n, 3, 4, seed=8, deterministic=True)
@@ -265,13 +270,16 @@ def test_trainer_collects_and_evaluates_with_the_carried_state(tmp_path):
 # The exported policy.
 
 
-@pytest.fixture(scope='module')
-def exported(tmp_path_factory):
+@pytest.fixture(scope='module', params=[RSSM, CATEGORICAL],
+                ids=['gaussian', 'categorical'])
+def exported(request, tmp_path_factory):
   root = tmp_path_factory.mktemp('recurrent_export')
-  config = load_config(None, list(SMALL_OVERRIDES) + RSSM)
+  config = load_config(None, list(SMALL_OVERRIDES) + request.param)
   trainer = Trainer(config, str(root / 'run'), progress=False)
-  rng = np.random.default_rng(0)
-  for v in trainer.agent.actor.variables:  # episodes of varied lengths
+  # Episodes of varied lengths, whose actions depend on the history (with
+  # draw 0 the categorical model's actor pushed one way in every state).
+  rng = np.random.default_rng(0 if request.param is RSSM else 3)
+  for v in trainer.agent.actor.variables:
     v.assign(v.numpy() + rng.normal(scale=0.5, size=v.shape))
   trainer.save_checkpoint()
   path = export.export_run(str(root / 'run'), str(root / 'models'))

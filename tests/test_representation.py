@@ -24,8 +24,8 @@ from wm_tf.components.representation import (REPRESENTATIONS,
                                              VQRepresentation)
 from wm_tf.components.rssm import RSSM, RSSMPriorDynamics
 from wm_tf.config import ConfigError, load_config
-from world_model_training import (cartpole_like_batch, small_world_model,
-                                  train_world_model)
+from world_model_training import (cartpole_like_batch, feature_sequence,
+                                  small_world_model, train_world_model)
 
 F, D, A = 16, 8, 2
 SMALL = dict(units=32, layers=1)
@@ -383,13 +383,7 @@ def _rssm(**kwargs):
   return RSSM(**options)
 
 
-def _sequence(batch=3, length=6, seed=0):
-  rng = np.random.default_rng(seed)
-  features = tf.constant(rng.normal(size=(batch, length, F)), tf.float32)
-  action = tf.one_hot(rng.integers(0, A, (batch, length)), A)
-  is_first = np.zeros((batch, length), np.float32)
-  is_first[:, 0] = 1.0
-  return features, action, is_first
+_sequence = feature_sequence  # features of size F = 16, A = 2 actions
 
 
 def test_rssm_state_is_concat_of_deter_and_stoch():

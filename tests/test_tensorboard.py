@@ -70,6 +70,8 @@ def test_scalars_cover_losses_returns_entropy_grad_norms_and_speed(run):
     for event in acc.Tensors(tag):
       assert np.isfinite(float(tf.make_ndarray(event.tensor_proto))), tag
   assert [e.step for e in acc.Tensors('perf/fps')] == [50, 100, 150, 200]
+  # NaN where no batch of a log window held a terminal step.
+  assert 'world_model/continue_at_terminal' in scalars
 
 
 def test_histograms_of_latent_states_and_actions(run):

@@ -310,3 +310,54 @@ def test_world_model_loss_falls_on_fixed_cartpole_batch(small_overrides,
           (start['reward_nll'] - reward_floor) / 10.0), (start, end)
   assert end['continue_nll'] < start['continue_nll'] / 2.5, (start, end)
   assert all(math.isfinite(v) for v in end.values())
+
+
+# ---------------------------------------------------------------------------
+# The continue head's sharpness at true terminals.
+
+
+def _continue_logits(world_model, latent):
+  """The continue head's logits [B, T] from its own layers, float64."""
+  head = world_model.continue_
+  return np.asarray(head.out(head.mlp(latent)), np.float64)[..., 0]
+
+
+def test_continue_at_terminal_is_the_median_over_terminal_steps():
+  from conftest import SMALL_OVERRIDES
+  from world_model_training import CARTPOLE_SPEC, cartpole_like_batch
+  world_model = _world_model(list(SMALL_OVERRIDES), CARTPOLE_SPEC)
+  batch = cartpole_like_batch(batch_size=6, length=12)
+  latent = world_model.latent_states(batch)
+  world_model.continue_(latent)  # builds the head
+  rng = np.random.default_rng(0)
+  out = world_model.continue_.out  # a live head: its output starts at zero
+  out.kernel.assign(rng.normal(size=out.kernel.shape).astype(np.float32))
+  terminal = np.asarray(batch['is_terminal'])
+  assert terminal.sum() >= 3
+  probability = 1.0 / (1.0 + np.exp(-_continue_logits(world_model, latent)))
+  at_terminal = np.sort(probability[terminal])
+  expected = at_terminal[(len(at_terminal) - 1) // 2]  # the lower median
+  got = world_model.continue_at_terminal(latent, batch['is_terminal'])
+  np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+  # Not the median over every step.
+  assert abs(expected - np.median(probability)) > 1e-3
+  none = world_model.continue_at_terminal(latent, np.zeros_like(terminal))
+  assert np.isnan(float(none))
+  # A train step reports it.
+  world_model.use_optimizer(keras.optimizers.Adam(1e-4), 100.0)
+  _, metrics = world_model.train(batch)
+  np.testing.assert_allclose(
+      float(metrics['world_model/continue_at_terminal']), expected, rtol=1e-5)
+
+
+def test_averager_skips_the_nans_of_sparse_metrics_only():
+  from wm_tf.runtime.metrics import ScalarAverager
+  averager = ScalarAverager()
+  for value in (0.5, float('nan'), 0.9):
+    averager.add({'world_model/continue_at_terminal': value,
+                  'world_model/loss': value})
+  means = averager.flush()
+  assert means['world_model/continue_at_terminal'] == pytest.approx(0.7)
+  assert np.isnan(means['world_model/loss'])
+  averager.add({'world_model/continue_at_terminal': float('nan')})
+  assert np.isnan(averager.flush()['world_model/continue_at_terminal'])

@@ -1,6 +1,6 @@
 """A fixed CartPole-like batch and a short world-model training loop.
 
-Shared by test_dynamics.py and test_representation.py: every dynamics and
+Shared by test_dynamics.py, test_representation.py and test_rssm_latents.py: every dynamics and
 representation type must give a finite world-model loss that falls when
 trained on the same small batch.
 """
@@ -70,6 +70,20 @@ def cartpole_like_batch(batch_size: int = 4, length: int = 8, seed: int = 0
       'is_terminal': tf.constant(is_terminal),
       'is_last': tf.constant(is_terminal),
   }
+
+
+def feature_sequence(batch: int = 3, length: int = 6, seed: int = 0,
+                     feature_dim: int = 16, action_dim: int = 2):
+  """(features [B, T, F], one-hot actions [B, T, A], is_first [B, T] as a
+  NumPy array, 1 at t = 0 only): random inputs of a representation learner."""
+  rng = np.random.default_rng(seed)
+  features = tf.constant(rng.normal(size=(batch, length, feature_dim)),
+                         tf.float32)
+  action = tf.one_hot(rng.integers(0, action_dim, (batch, length)),
+                      action_dim)
+  is_first = np.zeros((batch, length), np.float32)
+  is_first[:, 0] = 1.0
+  return features, action, is_first
 
 
 def small_world_model(overrides=(), seed: int = 0):

@@ -144,6 +144,38 @@ class StraightThroughOneHot(tfd.OneHotCategorical):
     return tf.one_hot(tf.argmax(self.logits, -1), tf.shape(self.logits)[-1])
 
 
+def unimix_logits(logits: tf.Tensor, unimix: float) -> tf.Tensor:
+  """Logits of (1 - unimix) * softmax(logits) + unimix / K over [..., K].
+
+  Every class keeps a probability of at least unimix / K, so a KL to or
+  from the mixture stays finite and its gradient bounded however sharp
+  the network's own softmax gets. unimix 0 returns the normalised logits.
+  """
+  logits = tf.convert_to_tensor(logits, tf.float32)
+  if not unimix:
+    return tf.nn.log_softmax(logits, -1)
+  classes = float(logits.shape[-1])
+  probs = (1.0 - unimix) * tf.nn.softmax(logits, -1) + unimix / classes
+  return tf.math.log(probs)
+
+
+def straight_through_one_hot(logits: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """A one-hot sample [..., K] of softmax(logits) with the probs' gradient.
+
+  The class is the Gumbel-max draw argmax(logits + Gumbel noise), the noise
+  from `uniform` (stateless, int32 [2] seed, fast under XLA); the value is
+  exactly one-hot and d sample / d probs is the identity:
+  one_hot + probs - stop_gradient(probs).
+  """
+  logits = tf.convert_to_tensor(logits, tf.float32)
+  # The smallest float32 u > 0: the noise -log(-log(u)) stays finite.
+  u = uniform(tf.shape(logits), seed, minval=1.2e-38, maxval=1.0)
+  index = tf.argmax(logits - tf.math.log(-tf.math.log(u)), -1)
+  probs = tf.nn.softmax(logits, -1)
+  one_hot = tf.one_hot(index, logits.shape[-1], dtype=probs.dtype)
+  return one_hot + (probs - tf.stop_gradient(probs))
+
+
 class SquashedNormal(tfd.TransformedDistribution):
   """tanh-squashed diagonal Normal, affinely mapped into [low, high].
 

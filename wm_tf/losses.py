@@ -85,6 +85,23 @@ def kl_normal_to_standard(mean: tf.Tensor, std: tf.Tensor) -> tf.Tensor:
       0.5 * (tf.square(std) + tf.square(mean) - 1.0) - tf.math.log(std), -1)
 
 
+def kl_categorical(q_logits: tf.Tensor, p_logits: tf.Tensor) -> tf.Tensor:
+  """KL(q || p) of categoricals given by logits, summed over the classes.
+
+  sum_k q_k (log q_k - log p_k), q = softmax(q_logits), p likewise; the
+  logits need not be normalised.
+
+  Args:
+    q_logits, p_logits: [..., K].
+
+  Returns:
+    [...].
+  """
+  log_q = tf.nn.log_softmax(q_logits, -1)
+  log_p = tf.nn.log_softmax(p_logits, -1)
+  return tf.reduce_sum(tf.exp(log_q) * (log_q - log_p), -1)
+
+
 def info_nce(query: tf.Tensor, key: tf.Tensor, mask: tf.Tensor,
              temperature: float) -> tf.Tensor:
   """InfoNCE of matching rows, the other valid rows being the negatives.

@@ -27,6 +27,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from wm_tf import losses, replicas
+from wm_tf.quantiles import order_statistics
 from wm_tf.losses import masked_mean  # noqa: F401  (re-exported)
 
 
@@ -100,19 +101,43 @@ class WorldModel(keras.Model):
 
     Returns:
       (latent states [B, T, D] of the batch, computed before the step;
-       metrics: those of `world_model_loss`, 'world_model/grad_norm' and
-       'world_model/applied', 1.0 if the step was taken, else 0.0).
+       metrics: those of `world_model_loss`, 'world_model/grad_norm',
+       'world_model/applied', 1.0 if the step was taken, else 0.0, and
+       'world_model/continue_at_terminal' (`continue_at_terminal`)).
     """
     if self.optimizer is None:
       raise ValueError(f'{self.name}.train needs an optimizer; allowed: '
                        'call use_optimizer(optimizer, clip_norm) first.')
     with tf.GradientTape() as tape:
       loss, latent, metrics = self.world_model_loss(batch, seed)
+    # Of the head before the step, as the other metrics.
+    metrics['world_model/continue_at_terminal'] = self.continue_at_terminal(
+        tf.stop_gradient(latent), batch['is_terminal'])
     applied, norm = replicas.clipped_update(
         self.optimizer, tape, loss, self.trainable_variables, self.clip_norm)
     metrics['world_model/grad_norm'] = norm
     metrics['world_model/applied'] = tf.cast(applied, tf.float32)
     return latent, metrics
+
+  def continue_at_terminal(self, latent: tf.Tensor,
+                           is_terminal: tf.Tensor) -> tf.Tensor:
+    """The median continue probability of the head at the terminal steps.
+
+    How sharp the continue head is where episodes truly end (0 is sharp).
+    Args: latent [B, T, D] and is_terminal [B, T] of a batch. Returns a
+    scalar: the lower median of the head's mean over the steps with
+    is_terminal set, NaN if the batch has none (averaged over the batches
+    that have some: `wm_tf.runtime.metrics.SPARSE_METRICS`).
+    """
+    probability = tf.reshape(self.continue_(latent).mean(), [-1])
+    terminal = tf.reshape(tf.cast(is_terminal, tf.bool), [-1])
+    count = tf.reduce_sum(tf.cast(terminal, tf.int32))
+    # Other steps sort after every probability: the terminal steps' median
+    # is the rank (count - 1) // 2 of the whole vector.
+    keyed = tf.where(terminal, probability, tf.fill(tf.shape(probability),
+                                                    float('inf')))
+    median = order_statistics(keyed, tf.reshape((count - 1) // 2, [1]))[0]
+    return tf.where(count > 0, median, float('nan'))
 
   @property
   def latent_dim(self) -> int:

@@ -108,8 +108,11 @@ def representation_arguments(config: Config, spec: EnvSpec) -> dict:
                  codebook_groups=rep.codebook_groups,
                  commitment=rep.commitment),
       'rssm': dict(common, deter_dim=rep.deter_dim,
-                   action_dim=spec.action_dim, free_nats=rep.free_nats,
-                   beta=rep.beta, kl_balance=rep.kl_balance),
+                   action_dim=spec.action_dim, latent=rep.latent,
+                   classes=rep.classes, unimix=rep.unimix,
+                   free_nats=rep.free_nats, kl_balance=rep.kl_balance,
+                   beta=rep.beta, dyn_scale=rep.dyn_scale,
+                   rep_scale=rep.rep_scale),
   }
   return _of_type(by_type, rep.type, 'representation_learner.type')
 

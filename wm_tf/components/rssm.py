@@ -2,38 +2,46 @@
 
 The latent state is s_t = concat(h_t, z_t) [..., H + Z]:
   h_t = GRU(h_{t-1}, MLP(concat(z_{t-1}, a_{t-1})))   deterministic path;
-  prior     p(z_t | h_t)       = Normal(MLP(h_t));
-  posterior q(z_t | h_t, e_t)  = Normal(MLP(concat(h_t, e_t))),
+  prior     p(z_t | h_t)       = L(MLP(h_t));
+  posterior q(z_t | h_t, e_t)  = L(MLP(concat(h_t, e_t))),
 with e_t the encoder features of o_t and a_{t-1} the action taken at
-o_{t-1} (the replay's step t-1 record). Where is_first_t is set the previous
+o_{t-1} (the replay's step t-1 record), and L the configured latent
+(`representation_learner.latent`, wm_tf.components.rssm_latents): a
+diagonal Normal over Z entries ('gaussian'), or G one-hot categoricals of
+K classes, Z = G * K ('categorical'). Where is_first_t is set the previous
 state and action are reset to zeros before the step, so an episode never
 sees its predecessor.
 
 Training (`observe_sequence`) runs the posterior over a [B, T] sequence,
 one step at a time (T is static, so the loop is unrolled and XLA compiles
-it), sampling z_t reparameterised. Its loss is the KL of posterior to prior,
-summed over Z, split in two terms that train different sides (KL balancing,
-as in DreamerV2), means over [B, T]:
-  beta * (kl_balance * KL(sg(q(z_t)) || p(z_t))
-          + (1 - kl_balance) * max(free_nats, KL(q(z_t) || sg(p(z_t))))).
-The first term trains the prior to predict the posterior (and, through
-h_t, the GRU path and the earlier samples z_{t-1} it reads); the second
-pulls the posterior towards the prior, with "free bits" per step (no
-gradient below free_nats). Both terms have the KL's value.
+it), sampling z_t (reparameterised, or straight-through for categoricals).
+Its loss is the KL of posterior to prior, summed over z, split in two
+terms that train different sides (KL balancing, as in DreamerV2): the
+prior's term KL(sg(q(z_t)) || p(z_t)) trains the prior to predict the
+posterior (and, through h_t, the GRU path and the earlier samples z_{t-1}
+it reads); the posterior's term KL(q(z_t) || sg(p(z_t))) pulls the
+posterior towards the prior, with "free bits" per step (no gradient below
+free_nats). Both terms have the KL's value. Means over [B, T]:
+  gaussian     beta * (kl_balance * KL(sg q || p)
+                       + (1 - kl_balance) * max(free_nats, KL(q || sg p)));
+  categorical  dyn_scale * max(free_nats, KL(sg q || p))
+               + rep_scale * max(free_nats, KL(q || sg p))   (DreamerV3).
 The prior is also the model's dynamics: imagination uses
 `RSSMPriorDynamics`, one prior step s_t, a_t -> s_{t+1}, in place of the
 configured `dynamics.type` (whose transition loss would only duplicate it).
 
-Why the prior's term has no free bits: the free bits are there so that the
-posterior may keep some information for free; they must not stop the prior
-from learning. With both sides behind one max(free_nats, KL), a KL that
-settles just under the free nats leaves the prior almost no gradient, and
-imagination then cannot tell good actions from bad (docs/design.md has
-the measurement).
+Why the Gaussian prior's term has no free bits: the free bits are there so
+that the posterior may keep some information for free; they must not stop
+the prior from learning. With both sides behind one max(free_nats, KL), a
+KL that settles just under the free nats leaves the prior almost no
+gradient, and imagination then cannot tell good actions from bad
+(docs/design.md has the measurement). The categorical latent follows
+DreamerV3 instead, whose prior term is scaled up (dyn_scale 0.5 against
+rep_scale 0.1) rather than left unclipped.
 
 The layers (GRU included) compute in the model's dtype policy (`dtype=`,
-e.g. 'mixed_bfloat16'); h, the Normal parameters and the states are cast to
-float32 as they leave the layers.
+e.g. 'mixed_bfloat16'); h, the latent's parameters and the states are cast
+to float32 as they leave the layers.
 """
 
 from __future__ import annotations
@@ -44,71 +52,33 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from wm_tf import distributions
 from wm_tf.components.dynamics import DynamicsModel, prediction_metrics
 from wm_tf.components.mlp import MLP
-
-tfd = tfp.distributions
-
-# Std floor of prior and posterior: keeps the KL finite and the latent from
-# turning into a point mass that the prior can never match.
-RSSM_MIN_STD = 0.1
-
-
-class RecurrentStateDistribution(tfd.Independent):
-  """Point mass on h [..., H] joined with a diagonal Normal on z [..., Z].
-
-  Event shape [H + Z]: samples are concat(h, z ~ Normal) (reparameterised),
-  mean and mode concat(h, loc), stddev concat(0, scale). `log_prob(x)` is
-  the log density of x's z block alone: h is a deterministic function of
-  the previous state and action, a point mass whose mass we count as 1.
-  """
-
-  def __init__(self, deter, loc, scale, name='RecurrentStateDistribution'):
-    parameters = dict(locals())
-    self._deter = tf.convert_to_tensor(deter, tf.float32)
-    self._stochastic = distributions.normal(loc, scale)
-    super().__init__(
-        distributions.Normal(tf.concat([self._deter, loc], -1),
-                   tf.concat([tf.zeros_like(self._deter), scale], -1)),
-        reinterpreted_batch_ndims=1, name=name)
-    self._parameters = parameters
-
-  @classmethod
-  def _parameter_properties(cls, dtype, num_classes=None):
-    return dict(deter=tfp.util.ParameterProperties(event_ndims=1),
-                loc=tfp.util.ParameterProperties(event_ndims=1),
-                scale=tfp.util.ParameterProperties(event_ndims=1))
-
-  @property
-  def deter(self) -> tf.Tensor:
-    """h [..., H]."""
-    return self._deter
-
-  @property
-  def stochastic(self) -> tfd.Distribution:
-    """The Normal over z [..., Z]."""
-    return self._stochastic
-
-  def _log_prob(self, x):
-    return self._stochastic.log_prob(x[..., self._deter.shape[-1]:])
+from wm_tf.components.rssm_latents import RSSM_LATENTS
 
 
 class RSSM(keras.Model):
   """Recurrent state-space model; see the module docstring.
 
   Args:
-    latent_dim: Z, size of the stochastic latent z.
+    latent_dim: 'gaussian': Z, the size of z; 'categorical': G, the number
+      of categoricals (z has Z = G * classes entries).
     deter_dim: H, size of the GRU state h. The state has D = H + Z entries
       (`self.latent_dim` is D, what the dynamics, heads and actor see).
     action_dim: A.
     units, layers, activation: the MLPs of the prior and posterior heads.
-    free_nats: per-step KL below which the posterior's term has no
-      gradient.
-    beta: weight of the KL term.
-    kl_balance: share of the KL that trains the prior (0.8: DreamerV2's
-      balance); the rest regularises the posterior. In [0, 1]: a rule of
-      the config (representation_learner.kl_balance), checked there.
+    latent: the kind of z, a key of `RSSM_LATENTS` ('gaussian',
+      'categorical'; see wm_tf.components.rssm_latents).
+    classes: 'categorical': K, classes per categorical.
+    unimix: 'categorical': weight of the uniform mix in its probabilities.
+    free_nats: per-step KL below which a term has no gradient ('gaussian':
+      the posterior's term only; 'categorical': both terms).
+    beta: 'gaussian': weight of the KL term (None for 'categorical').
+    kl_balance: 'gaussian': share of the KL that trains the prior (0.8:
+      DreamerV2's balance); the rest regularises the posterior. In [0, 1]:
+      a rule of the config (representation_learner.kl_balance).
+    dyn_scale, rep_scale: 'categorical': weights of the prior's (dynamics)
+      and the posterior's (representation) KL terms.
 
   API (N any batch size):
     initial_state(N) -> zeros [N, D];
@@ -126,26 +96,38 @@ class RSSM(keras.Model):
 
   def __init__(self, latent_dim: int = 32, deter_dim: int = 64,
                action_dim: int = 1, units: int = 256, layers: int = 1,
-               activation: str = 'silu', free_nats: float = 1.0,
-               beta: float = 1.0, kl_balance: float = 0.8, **kwargs):
+               activation: str = 'silu', latent: str = 'gaussian',
+               classes: int = 32, unimix: float = 0.01,
+               free_nats: float = 1.0, beta: Optional[float] = 1.0,
+               kl_balance: float = 0.8, dyn_scale: float = 0.5,
+               rep_scale: float = 0.1, **kwargs):
     super().__init__(**kwargs)
-    self.stoch_dim = latent_dim
+    self.latent = latent
+    self.stochastic_latent = RSSM_LATENTS.get(latent)(latent_dim, classes,
+                                                      unimix)
+    # Z Normal variables or G categoricals, as configured.
+    self.stochastic_variables = latent_dim
+    self.classes, self.unimix = classes, unimix
+    self.stoch_dim = self.stochastic_latent.stoch_dim
     self.deter_dim = deter_dim
     self.action_dim = action_dim
-    self.latent_dim = deter_dim + latent_dim
+    self.latent_dim = deter_dim + self.stoch_dim
     self.free_nats = free_nats
     self.beta = beta
     self.kl_balance = kl_balance
+    self.dyn_scale = dyn_scale
+    self.rep_scale = rep_scale
     policy = self.dtype_policy
     self.img_in = MLP(units, 1, activation, name='img_in', dtype=policy)
     self.gru = keras.layers.GRUCell(deter_dim, name='gru', dtype=policy)
     self.prior_mlp = MLP(units, layers, activation, name='prior_mlp',
                          dtype=policy)
-    self.prior_out = keras.layers.Dense(2 * latent_dim, name='prior_out',
+    raw_dim = self.stochastic_latent.raw_dim
+    self.prior_out = keras.layers.Dense(raw_dim, name='prior_out',
                                         dtype=policy)
     self.post_mlp = MLP(units, layers, activation, name='post_mlp',
                         dtype=policy)
-    self.post_out = keras.layers.Dense(2 * latent_dim, name='post_out',
+    self.post_out = keras.layers.Dense(raw_dim, name='post_out',
                                        dtype=policy)
 
   def build(self, features_shape):
@@ -172,11 +154,7 @@ class RSSM(keras.Model):
     """(h [..., H], z [..., Z])."""
     return state[..., :self.deter_dim], state[..., self.deter_dim:]
 
-  def _normal_parameters(self, raw) -> Tuple[tf.Tensor, tf.Tensor]:
-    mean, std = tf.split(tf.cast(raw, tf.float32), 2, -1)
-    return mean, tf.nn.softplus(std) + RSSM_MIN_STD
-
-  def prior_step(self, state, action) -> RecurrentStateDistribution:
+  def prior_step(self, state, action):
     """p(s_{t+1} | s_t, a_t): the GRU step, then the prior over z."""
     deter, stoch = self.split_state(state)
     x = self.img_in(tf.concat([stoch, action], -1))
@@ -186,16 +164,15 @@ class RSSM(keras.Model):
                         [tf.reshape(deter, [-1, self.deter_dim])])
     deter = tf.reshape(tf.cast(deter, tf.float32),
                        tf.concat([lead, [self.deter_dim]], 0))
-    mean, std = self._normal_parameters(self.prior_out(self.prior_mlp(deter)))
-    return RecurrentStateDistribution(deter, mean, std)
+    return self.stochastic_latent.distribution(
+        deter, self.prior_out(self.prior_mlp(deter)))
 
-  def posterior(self, deter, features) -> RecurrentStateDistribution:
+  def posterior(self, deter, features):
     """q(s_t | h_t, e_t) given h [..., H] and features [..., F]."""
     # `call` gets its features in the compute dtype (Keras casts inputs).
     features = tf.cast(features, deter.dtype)
-    mean, std = self._normal_parameters(
-        self.post_out(self.post_mlp(tf.concat([deter, features], -1))))
-    return RecurrentStateDistribution(deter, mean, std)
+    return self.stochastic_latent.distribution(
+        deter, self.post_out(self.post_mlp(tf.concat([deter, features], -1))))
 
   def observe_step(self, prev_state, prev_action, features, is_first,
                    seed: Optional[tf.Tensor] = None):
@@ -225,51 +202,47 @@ class RSSM(keras.Model):
              else [None] * length)
     state = self.initial_state(tf.shape(features)[0])
     prev_action = tf.zeros_like(action[:, 0])
-    states, prior_kls, posterior_kls, post_std, prior_std = [], [], [], [], []
+    latent = self.stochastic_latent
+    states, prior_kls, posterior_kls, post_spread, prior_spread = (
+        [], [], [], [], [])
     for t in range(length):
       state, posterior, prior = self.observe_step(
           state, prev_action, features[:, t], is_first[:, t], seeds[t])
       states.append(state)
-      q, p = posterior.stochastic, prior.stochastic
-      prior_kls.append(tfd.kl_divergence(_stopped(q), p))
-      posterior_kls.append(tfd.kl_divergence(q, _stopped(p)))
-      post_std.append(tf.reduce_mean(q.stddev()))
-      prior_std.append(tf.reduce_mean(p.stddev()))
+      prior_kl, posterior_kl = latent.kl_terms(posterior, prior)
+      prior_kls.append(prior_kl)
+      posterior_kls.append(posterior_kl)
+      post_spread.append(latent.spread(posterior))
+      prior_spread.append(latent.spread(prior))
       prev_action = action[:, t]
     prior_kl = tf.stack(prior_kls, 1)  # [B, T], the KL, gradient to p only
     posterior_kl = tf.stack(posterior_kls, 1)  # the same value, to q only
-    kl_loss = (
-        self.kl_balance * tf.reduce_mean(prior_kl)
-        + (1.0 - self.kl_balance)
-        * tf.reduce_mean(tf.maximum(posterior_kl, self.free_nats)))
+    loss, metrics = latent.kl_loss(self, prior_kl, posterior_kl)
+    spread = latent.spread_name
     metrics = {
-        'rssm_kl': tf.reduce_mean(prior_kl),
-        'rssm_kl_loss': kl_loss,
-        'rssm_posterior_std': tf.add_n(post_std) / float(length),
-        'rssm_prior_std': tf.add_n(prior_std) / float(length),
+        'rssm_kl': tf.reduce_mean(prior_kl), **metrics,
+        f'rssm_posterior_{spread}': tf.add_n(post_spread) / float(length),
+        f'rssm_prior_{spread}': tf.add_n(prior_spread) / float(length),
     }
-    return tf.stack(states, 1), self.beta * kl_loss, metrics
+    return tf.stack(states, 1), loss, metrics
 
   def own_dynamics(self) -> 'RSSMPriorDynamics':
     return RSSMPriorDynamics(self, name='dynamics')
 
   def get_config(self):
-    return {**super().get_config(), 'latent_dim': self.stoch_dim,
+    return {**super().get_config(), 'latent_dim': self.stochastic_variables,
             'deter_dim': self.deter_dim, 'action_dim': self.action_dim,
-            **self.prior_mlp.arguments(), 'free_nats': self.free_nats,
-            'beta': self.beta, 'kl_balance': self.kl_balance}
+            **self.prior_mlp.arguments(), 'latent': self.latent,
+            'classes': self.classes, 'unimix': self.unimix,
+            'free_nats': self.free_nats, 'beta': self.beta,
+            'kl_balance': self.kl_balance, 'dyn_scale': self.dyn_scale,
+            'rep_scale': self.rep_scale}
 
 
 def _build_once(layer: keras.layers.Layer, input_dim: int) -> None:
   """Builds `layer` for inputs [N, input_dim] unless it is built already."""
   if not layer.built:
     layer.build((None, input_dim))
-
-
-def _stopped(normal: tfd.Distribution) -> tfd.Distribution:
-  """The same Normal with its parameters' gradients stopped."""
-  return distributions.normal(tf.stop_gradient(normal.mean()),
-                              tf.stop_gradient(normal.stddev()))
 
 
 class RSSMPriorDynamics(DynamicsModel):

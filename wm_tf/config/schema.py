@@ -129,17 +129,21 @@ class RepresentationConfig:
   # stay 'gaussian', which it then replaces).
   type: Literal['mlp', 'none', 'mlp_autoencoder', 'vae', 'contrastive', 'vq',
                 'rssm'] = 'mlp'
-  # Size of the latent state; 'rssm': size of z (the state has deter_dim +
-  # latent_dim entries); 'none': must equal encoder.units if given.
+  # Size of the latent state; 'rssm': the number of stochastic variables of
+  # z: with latent 'gaussian' z has latent_dim entries, with 'categorical'
+  # latent_dim one-hot categoricals of `classes` classes (DreamerV3's
+  # `stoch`: 32 with classes 32), latent_dim * classes entries; the state
+  # has deter_dim + those entries. 'none': must equal encoder.units if given.
   latent_dim: int = 64
   units: int = 256
   layers: int = 1
   activation: str = 'silu'
   aux_scale: float = 1.0  # weight of the mlp_autoencoder / contrastive loss
-  # 'vae', 'rssm': weight of the KL term. Unset (null): by type, from
-  # REPRESENTATION_BETA: 'vae' 0.01 (the KL is summed over latent_dim
-  # dimensions and can outweigh the likelihood, collapsing the posterior
-  # onto the prior), 'rssm' 1.0. The other types have no KL term: theirs is
+  # 'vae', 'rssm' (latent 'gaussian'): weight of the KL term. Unset (null):
+  # by type, from REPRESENTATION_BETA: 'vae' 0.01 (the KL is summed over
+  # latent_dim dimensions and can outweigh the likelihood, collapsing the
+  # posterior onto the prior), 'rssm' 1.0. The other types, and the
+  # categorical latent (dyn_scale, rep_scale), have no beta: theirs is
   # always null.
   beta: Optional[float] = None
   temperature: float = 0.1  # 'contrastive': InfoNCE softmax temperature
@@ -150,13 +154,31 @@ class RepresentationConfig:
   codebook_groups: int = 8
   commitment: float = 0.25  # 'vq': weight of the commitment loss
   deter_dim: int = 64  # 'rssm': size of the GRU state h
-  # 'rssm': per-step KL of the posterior's term below which it gets no
-  # gradient (free bits); the prior's term is never cut off.
+  # 'rssm': the stochastic state z. 'gaussian': a diagonal Normal of
+  # latent_dim entries, KL weighted by beta and kl_balance. 'categorical':
+  # latent_dim one-hot categoricals of `classes` classes, sampled
+  # straight-through, probabilities mixed with `unimix` uniform, KL weighted
+  # by dyn_scale and rep_scale (DreamerV2/V3). The state is concat(h, z).
+  latent: Literal['gaussian', 'categorical'] = 'gaussian'
+  classes: int = 32  # 'rssm' latent 'categorical': classes per categorical
+  # 'rssm' latent 'categorical': weight of the uniform distribution mixed
+  # into the prior's and posterior's class probabilities (each class keeps
+  # at least unimix / classes), so the KL stays finite.
+  unimix: float = 0.01
+  # 'rssm': per-step KL (summed over z) below which a KL term gets no
+  # gradient (free bits). 'gaussian': the posterior's term only (the
+  # prior's is never cut off); 'categorical': both terms.
   free_nats: float = 1.0
-  # 'rssm': share of the KL gradient that trains the prior (the rest trains
-  # the posterior): beta * (kl_balance * KL(sg q || p)
+  # 'rssm' latent 'gaussian': share of the KL gradient that trains the prior
+  # (the rest trains the posterior): beta * (kl_balance * KL(sg q || p)
   #                         + (1 - kl_balance) * max(free_nats, KL(q || sg p))).
   kl_balance: float = 0.8
+  # 'rssm' latent 'categorical': the KL loss is
+  #   dyn_scale * max(free_nats, KL(sg q || p))     (trains the prior)
+  #   + rep_scale * max(free_nats, KL(q || sg p))   (trains the posterior).
+  # The gaussian latent refuses them (it has beta and kl_balance).
+  dyn_scale: float = 0.5
+  rep_scale: float = 0.1
 
 
 @dataclasses.dataclass

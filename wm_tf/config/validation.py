@@ -12,7 +12,8 @@ import math
 
 from wm_tf.config.schema import (ActorCriticLossScalesConfig, Config,
                                  ConfigError, DynamicsConfig,
-                                 LossScalesConfig, lookup, yaml_name)
+                                 LossScalesConfig, RepresentationConfig,
+                                 lookup, yaml_name)
 
 
 # Bounds checked after types: (path, predicate, what is allowed).
@@ -62,6 +63,11 @@ _RANGES = (
     ('representation_learner.free_nats', lambda v: v >= 0, 'a number >= 0'),
     ('representation_learner.kl_balance', lambda v: 0 <= v <= 1,
      'a number in [0, 1]'),
+    ('representation_learner.classes', lambda v: v >= 2, 'an integer >= 2'),
+    ('representation_learner.unimix', lambda v: 0 <= v < 1,
+     'a number in [0, 1)'),
+    ('representation_learner.dyn_scale', lambda v: v >= 0, 'a number >= 0'),
+    ('representation_learner.rep_scale', lambda v: v >= 0, 'a number >= 0'),
     ('actor.entropy', lambda v: v >= 0, 'a number >= 0'),
     ('actor.min_std', lambda v: v > 0, 'a number > 0'),
     ('critic.slow_target_fraction', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
@@ -240,6 +246,37 @@ def _check_unused_dynamics(dyn: DynamicsConfig, given: dict) -> None:
         f"{default.type!r}) or choose another representation learner.")
 
 
+# The KL weights of each RSSM latent; a key of the other latent is refused.
+_RSSM_KL_KEYS = {'gaussian': ('beta', 'kl_balance'),
+                 'categorical': ('dyn_scale', 'rep_scale')}
+
+
+def _check_rssm_latent(rep, given: dict) -> None:
+  """Refuses a categorical latent outside the RSSM, and KL weights of the
+  other latent set away from their defaults (`given`: the
+  representation_learner keys the user set)."""
+  if rep.latent != 'gaussian' and rep.type != 'rssm':
+    raise ConfigError(
+        f"Config keys representation_learner.latent={rep.latent!r} and "
+        f"representation_learner.type={rep.type!r} conflict: only 'rssm' "
+        "has a choice of latent. Use type 'rssm' or latent 'gaussian'.")
+  if rep.type != 'rssm':
+    return
+  # A key at its default passes: a run's saved config.yaml holds them all.
+  default = RepresentationConfig()
+  own = _RSSM_KL_KEYS[rep.latent]
+  other = [k for keys in _RSSM_KL_KEYS.values() for k in keys
+           if k not in own and given.get(k) is not None
+           and given[k] != getattr(default, k)]
+  if other:
+    raise ConfigError(
+        f"Config keys representation_learner.latent={rep.latent!r} and "
+        + ', '.join(f'representation_learner.{k}={given[k]!r}' for k in other)
+        + f' conflict: the {rep.latent} latent weighs its KL by '
+        + ' and '.join(own) + '; allowed: those keys, not ' + ', '.join(other)
+        + '.')
+
+
 def check_world_model_options(config: Config, data: dict) -> None:
   """Refuses representation and dynamics combinations that make no sense.
 
@@ -248,6 +285,7 @@ def check_world_model_options(config: Config, data: dict) -> None:
   rep, dyn = config.representation_learner, config.dynamics
   if rep.type == 'rssm':
     _check_unused_dynamics(dyn, data.get('dynamics') or {})
+  _check_rssm_latent(rep, data.get('representation_learner') or {})
   given = (data.get('representation_learner') or {}).get('latent_dim')
   if (rep.type == 'none' and given is not None
       and rep.latent_dim != config.encoder.units):
@@ -287,7 +325,8 @@ def fill_defaults_by_type(config: Config) -> None:
   still matches its config on resume.
   """
   rep = config.representation_learner
-  if rep.type not in REPRESENTATION_BETA:
+  if rep.type not in REPRESENTATION_BETA or (
+      rep.type == 'rssm' and rep.latent != 'gaussian'):
     rep.beta = None
   elif rep.beta is None:
     rep.beta = REPRESENTATION_BETA[rep.type]

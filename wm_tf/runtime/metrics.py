@@ -9,8 +9,15 @@ import numpy as np
 import tensorflow as tf
 
 
+# Metrics a batch may lack (NaN then, e.g. no terminal step in it): their
+# means are over the values that are not NaN. Every other metric's mean
+# keeps a NaN, which must show.
+SPARSE_METRICS = ('world_model/continue_at_terminal',)
+
+
 class ScalarAverager:
-  """Accumulates {name: scalar} dicts; `flush()` returns the means."""
+  """Accumulates {name: scalar} dicts; `flush()` returns the means
+  (a name of SPARSE_METRICS skips its NaNs; NaN if it had only those)."""
 
   def __init__(self):
     self._sums = collections.defaultdict(float)
@@ -18,11 +25,16 @@ class ScalarAverager:
 
   def add(self, metrics: Mapping[str, object]) -> None:
     for name, value in metrics.items():
-      self._sums[name] += float(np.asarray(value))
+      value = float(np.asarray(value))
+      if name in SPARSE_METRICS and np.isnan(value):
+        self._sums[name] += 0.0  # the name is reported, as NaN if no value
+        continue
+      self._sums[name] += value
       self._counts[name] += 1
 
   def flush(self) -> Dict[str, float]:
-    means = {k: self._sums[k] / self._counts[k] for k in self._sums}
+    means = {k: self._sums[k] / self._counts[k] if self._counts[k]
+             else float('nan') for k in self._sums}
     self._sums.clear()
     self._counts.clear()
     return means
