@@ -32,6 +32,8 @@ def _unknown_id_message(env_id: str, error: Exception) -> str:
 def make_env(env_id: str, max_episode_steps: Optional[int] = None,
              render_mode: Optional[str] = None) -> gym.Env:
   """One environment, with unknown ids turned into a clear error."""
+  if env_id.startswith('wm_tf/'):
+    import wm_tf.lab  # noqa: F401  (registers the lab environments)
   kwargs = {}
   if max_episode_steps is not None:
     kwargs['max_episode_steps'] = max_episode_steps
