@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 from absl import app, flags
 
@@ -60,27 +61,33 @@ flags.DEFINE_string('name', None, "Output file stem (default 'design_lab', "
                     "'design_lab_quick' with --quick).")
 flags.DEFINE_integer('samples', 200, 'True and imagined next states per '
                      'probe state.')
+flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for every '
+                          'run (before the claim\'s own).')
 flags.DEFINE_string('worker', None, 'Internal: run this job JSON file.')
 FLAGS = flags.FLAGS
 
 CONFIG = os.path.join(ROOT, 'configs', 'lab.yaml')
 
-# name -> env id, default and quick env steps, extra overrides.
+# name -> env id, default and quick env steps, extra overrides. Runs are
+# made in this order of their envs (seed-major), so a lab stopped early has
+# the stochastic envs' claims first.
 LAB_ENVS = {
     'dice': ('wm_tf/Dice-v0', 4000, 2500, ()),
     'bounce': ('wm_tf/Bounce-v0', 4000, 2500, ()),
-    'grid': ('wm_tf/GridWorld-v0', 7000, 5000, ()),
     'ood': ('wm_tf/OODProbe-v0', 3000, 2000,
             ('actor.gradient=dynamics',)),
     'corridor_short': ('wm_tf/Corridor-short-v0', 4000, 2500, ()),
     'corridor_long': ('wm_tf/Corridor-long-v0', 6000, 3000, ()),
+    'grid': ('wm_tf/GridWorld-v0', 7000, 5000, ()),
 }
 
 
-def run_overrides(env: str, overrides, steps: int, seed: int) -> List[str]:
-  env_id, _, _, extra = LAB_ENVS[env]
+def run_overrides(env: str, overrides, steps: int, seed: int,
+                  extra: Sequence[str] = ()) -> List[str]:
+  env_id, _, _, env_overrides = LAB_ENVS[env]
   return ([f'env.id={env_id}', f'run.total_env_steps={steps}',
-           f'seed={seed}'] + list(extra) + list(overrides))
+           f'seed={seed}'] + list(env_overrides) + list(extra) +
+          list(overrides))
 
 
 def run_key(env: str, overrides) -> str:
@@ -89,7 +96,8 @@ def run_key(env: str, overrides) -> str:
   return '__'.join([env] + parts) if parts else env + '__baseline'
 
 
-def plan_runs(claims, seeds: int, steps_of) -> Dict[str, Dict]:
+def plan_runs(claims, seeds: int, steps_of, extra: Sequence[str] = ()
+              ) -> Dict[str, Dict]:
   """The distinct runs the claims need: run id -> job."""
   jobs = {}
   for claim in claims:
@@ -101,18 +109,22 @@ def plan_runs(claims, seeds: int, steps_of) -> Dict[str, Dict]:
         steps = steps_of(claim.env)
         jobs[key] = {'env': claim.env, 'seed': seed, 'steps': steps,
                      'overrides': run_overrides(claim.env, overrides, steps,
-                                                seed)}
+                                                seed, extra)}
   return jobs
 
 
 def run_worker(path: str) -> None:
   """Trains one job's agent and measures it; writes result.json beside it."""
+  started = time.time()
   from benchmarks import design_probe
   with open(path) as f:
     job = json.load(f)
   result = design_probe.train_and_measure(
       CONFIG, job['overrides'], job['env'], job['logdir'], job['samples'])
-  result['wall_seconds'] = time.time() - job['start_time']
+  result['wall_seconds'] = time.time() - started
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  # CPU seconds of the worker: the budget's measure on a shared machine.
+  result['cpu_seconds'] = usage.ru_utime + usage.ru_stime
   with open(os.path.join(job['logdir'], 'result.json'), 'w') as f:
     json.dump(result, f, indent=1)
 
@@ -127,12 +139,15 @@ def execute(jobs: Dict[str, Dict], runs_dir: str, parallel: int,
     if os.path.exists(os.path.join(logdir, 'result.json')):
       continue
     os.makedirs(logdir, exist_ok=True)
-    spec = dict(job, samples=samples, start_time=time.time())
+    spec = dict(job, samples=samples)
     with open(logdir + '.job.json', 'w') as f:
       json.dump(spec, f)
     pending.append({'name': key, 'logdir': logdir,
                     'cmd': [sys.executable, '-m', 'benchmarks.design_lab',
                             f'--worker={logdir}.job.json']})
+  order = list(LAB_ENVS)
+  pending.sort(key=lambda p: (jobs[p['name']]['seed'],
+                              order.index(jobs[p['name']]['env'])))
   print(f'{len(jobs)} runs, {len(pending)} to make', flush=True)
   run_jobs(pending, parallel)
   results = {}
@@ -161,7 +176,7 @@ def main(argv):
     _, full, quick, _ = LAB_ENVS[env]
     return int((quick if FLAGS.quick else full) * FLAGS.budget_scale)
 
-  jobs = plan_runs(claims, seeds, steps_of)
+  jobs = plan_runs(claims, seeds, steps_of, FLAGS.set)
   start = time.time()
   results = execute(jobs, FLAGS.runs, FLAGS.parallel, FLAGS.samples)
   name = FLAGS.name or ('design_lab_quick' if FLAGS.quick else 'design_lab')
