@@ -24,8 +24,10 @@ larger of the two means' magnitudes (and 1e-3). A claim that the
 alternative is better (or worse) is then confirmed or refuted by its sign,
 else 'no measurable difference'; a claim that it is no worse is refuted
 only by a measurable loss, and a claim that it is the same by any
-measurable difference. With one seed (--quick) a range is one value, so
-only the tolerance guards against noise.
+measurable difference. An eval-return claim whose runs all returned the
+same value (none learned, or all reached the best return) is
+'inconclusive'. With one seed (--quick) a range is one value, so only the
+tolerance guards against noise.
 
 Writes <output>/<name>.json (runs, per-seed values, verdicts), .csv (one
 row per claim) and _next_state.png (true against imagined next-state

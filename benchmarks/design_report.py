@@ -82,6 +82,10 @@ def claim_row(claim, results, seeds: int, tolerance: float, run_key) -> Dict:
   sign = difference(a, b, MEASURES[claim.measure], tolerance)
   row.update(alternative_mean=float(np.mean(a)), baseline_mean=float(np.mean(b)),
              sign=sign, verdict=verdict(claim.predicts, sign))
+  if claim.measure == 'eval_return' and len(set(a + b)) == 1:
+    # Every run at one value: neither learned, or both reached the best
+    # return; "no difference" would then be no evidence either way.
+    row['verdict'] = f'inconclusive: every run returned {a[0]:.3g}'
   return row
 
 

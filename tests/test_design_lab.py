@@ -140,8 +140,9 @@ def test_benchmark_end_to_end_on_a_reduced_budget(tmp_path):
   assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
   report = json.load(open(tmp_path / 'lab.json'))
   (row,) = report['claims']
-  assert row['verdict'] in ('confirmed', 'refuted',
-                            'no measurable difference')
+  assert row['verdict'].startswith(('confirmed', 'refuted',
+                                    'no measurable difference',
+                                    'inconclusive'))
   for side in ('baseline_values', 'alternative_values'):
     for measure in ('eval_return', 'energy', 'nll', 'wasserstein',
                     'return_error'):
