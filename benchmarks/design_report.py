@@ -108,19 +108,22 @@ def _change(overrides) -> str:
 
 
 def markdown_table(report: Dict) -> str:
-  lines = ['| decision | claim (DESIGN.md) | env | baseline | alternative | '
-           'measure | baseline (per seed) | alternative (per seed) | '
+  lines = ['| --only= | decision | claim (DESIGN.md) | env | baseline | '
+           'alternative | measure | baseline (per seed) | alternative (per '
+           'seed) | '
            'eval return base / alt | verdict |',
-           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
   for row in report['claims']:
     if 'baseline_values' not in row:
-      lines.append(f'| {row["decision"]} | {row["claim"]} | – | – | – | – | '
+      lines.append(f'| {row["name"]} | {row["decision"]} | {row["claim"]} | '
+                   '– | – | – | – | '
                    f'– | – | – | {row["verdict"]} |')
       continue
     m = row['measure']
     b, a = row['baseline_values'], row['alternative_values']
     lines.append(
-        f'| {row["decision"]} | {row["claim"]} | {row["env"]} | '
+        f'| {row["name"]} | {row["decision"]} | {row["claim"]} | '
+        f'{row["env"]} | '
         f'{_change(row["baseline"])} | {_change(row["alternative"])} | {m} | '
         f'{_fmt(b[m])} | {_fmt(a[m])} | {_fmt(b["eval_return"])} / '
         f'{_fmt(a["eval_return"])} | {row["verdict"]} |')
