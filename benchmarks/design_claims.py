@@ -22,6 +22,7 @@ MEASURES = {
     'nll': False,
     'wasserstein': False,
     'return_error': False,
+    'value_error': False,
     'auroc': True,
 }
 
@@ -98,20 +99,23 @@ CLAIMS = (
     # Decision 3: returns.
     Claim('mc_short', 'returns',
           'Episodes very short (< 50 steps) -> try pure MC', 'corridor_short',
-          (), MC, 'eval_return', NO_WORSE),
+          (), MC, 'value_error', NO_WORSE),
+    Claim('mc_short_return', 'returns',
+          'Episodes very short (< 50 steps) -> try pure MC (eval return)',
+          'corridor_short', (), MC, 'eval_return', NO_WORSE),
     Claim('mc_long', 'returns',
           'Pure MC: high variance -> slow learning (long episodes)',
-          'corridor_long', (), MC, 'eval_return', WORSE),
+          'corridor_long', (), MC, 'value_error', WORSE),
     Claim('lambda_095', 'returns', 'lambda = 0.95 works for most tasks',
-          'corridor_long', ('returns.lambda=0.99',), (), 'eval_return',
+          'corridor_long', ('returns.lambda=0.99',), (), 'value_error',
           NO_WORSE),
     Claim('lambda_099_bias', 'returns', 'High bias observed -> higher '
           'lambda (0.99)', 'corridor_long', (), ('returns.lambda=0.99',),
-          'return_error', BETTER),
+          'value_error', BETTER),
     Claim('gae', 'returns', 'GAE would also work (similar performance)',
-          'corridor_short', (), ('returns.type=gae',), 'eval_return', SAME),
+          'corridor_short', (), ('returns.type=gae',), 'value_error', SAME),
     Claim('n_step', 'returns', 'Fixed-horizon problems -> n-step returns',
-          'corridor_short', (), ('returns.type=n_step',), 'eval_return',
+          'corridor_short', (), ('returns.type=n_step',), 'value_error',
           NO_WORSE),
     # Decision 4: representation learner.
     Claim('merge_encoder', 'representation',

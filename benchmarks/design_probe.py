@@ -62,6 +62,10 @@ def measure(agent, config, env_name: str, env_id: str, samples: int,
       wm, actor, lambda: gym.make(env_id).unwrapped, states,
       config.imagination.horizon, config.imagination.gamma,
       config.imagination.sample_dynamics, rng))
+  limit = gym.spec(env_id).max_episode_steps or 200
+  result.update(probes.value_measures(
+      wm, agent.critic, actor, lambda: gym.make(env_id).unwrapped, states,
+      min(limit, 200), config.imagination.gamma, rng))
   auroc = probes.ood_auroc(wm, env, rng)
   if auroc is not None:
     result['auroc'] = auroc
@@ -80,10 +84,11 @@ def train_and_measure(config_path: str, overrides: Sequence[str],
   from wm_tf.runtime.trainer import Trainer
   config = load_config(config_path, overrides)
   trainer = Trainer(config, logdir, progress=False)
-  summary = trainer.run()
+  trainer.run()
   result = measure(trainer.agent, config, env_name, config.env.id, samples,
                    config.seed)
-  result['eval_return'] = float(summary['eval/return'])
+  # From the history: a resumed run that had finished evaluates no more.
+  result['eval_return'] = float(trainer.eval_history[-1]['eval/return'])
   result['eval_curve'] = [(int(r['env_steps']), float(r['eval/return']))
                           for r in trainer.eval_history]
   return result

@@ -13,7 +13,7 @@ from benchmarks.design_claims import (BETTER, MEASURES, NO_WORSE, SAME,
                                       WORSE)
 
 MEASURE_NAMES = ('eval_return', 'energy', 'energy_floor', 'nll',
-                 'wasserstein', 'return_error', 'auroc')
+                 'wasserstein', 'return_error', 'value_error', 'auroc')
 
 
 def difference(alternative: Sequence[float], baseline: Sequence[float],

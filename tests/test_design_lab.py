@@ -152,3 +152,39 @@ def test_benchmark_end_to_end_on_a_reduced_budget(tmp_path):
     assert [r['name'] for r in csv.DictReader(f)] == ['mixture_bounce']
   assert (tmp_path / 'lab_next_state.png').stat().st_size > 1000
   assert '| distributions |' in out.stdout
+
+
+class _Encoder:
+  def encode(self, obs):
+    return tf.convert_to_tensor(obs)
+
+
+class _AlwaysRight:
+  def __call__(self, latent):
+    n = tf.shape(latent)[0]
+    return tfd.Deterministic(tf.one_hot(tf.fill([n], 1), 2))
+
+
+def corridor_values(length, horizon, gamma):
+  """Finite-horizon values of 'always right' by backward induction."""
+  values = np.zeros(length)
+  for _ in range(horizon):
+    new = np.zeros(length)
+    for c in range(length - 1):
+      end = c + 1 == length - 1
+      move = 0.1 + (1.0 if end else 0.0) + (0.0 if end else gamma *
+                                            values[c + 1])
+      new[c] = 0.8 * move + 0.2 * gamma * values[c]
+    values = new
+  return values
+
+
+def test_true_returns_match_backward_induction_on_the_corridor():
+  from wm_tf.lab import corridor
+  states = np.array([[0.0], [0.4], [0.8]], np.float32)
+  got = probes.true_returns(_Encoder(), _AlwaysRight(),
+                            lambda: corridor.Corridor(length=6), states,
+                            horizon=8, gamma=0.9, rollouts=4000,
+                            rng=np.random.default_rng(0))
+  want = corridor_values(6, 8, 0.9)[[0, 2, 4]]
+  np.testing.assert_allclose(got, want, atol=0.03)

@@ -107,7 +107,20 @@ def test_grid_world_walls_and_goal():
   np.testing.assert_array_equal(law.observations, [corner])
   last = env.true_next_distribution(grid_world.cell_observation(4, 3), 3)
   assert law.rewards.tolist() == [-0.05]
-  assert last.terminated.tolist() == [True] and last.rewards.tolist() == [1.0]
+  assert last.terminated.tolist() == [True]
+  assert last.rewards[0] == pytest.approx(1.05)
+  away = env.true_next_distribution(grid_world.cell_observation(2, 2), 0)
+  assert away.rewards[0] == pytest.approx(-0.15)
+
+
+def test_grid_world_best_return():
+  env = gym.make('wm_tf/GridWorld-v0')
+  env.reset(seed=0)
+  total = 0.0
+  for action in (1, 1, 1, 1, 3, 3, 3, 3):  # down x4, right x4
+    _, reward, terminated, _, _ = env.step(action)
+    total += reward
+  assert terminated and total == pytest.approx(1.4)
 
 
 def test_ood_probe_episodes_stay_in_the_covered_half():

@@ -10,6 +10,9 @@ from wm_tf.lab.lab_env import LabEnv, Outcomes, outcomes
 SIZE = 5
 MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right
 STEP_REWARD, GOAL_REWARD = -0.05, 1.0
+# Per cell the move brings the agent nearer the goal (Manhattan distance):
+# without it a 5 x 5 grid left the actor no signal in a lab budget.
+PROGRESS_REWARD = 0.1
 
 
 def cell_observation(row: int, col: int) -> np.ndarray:
@@ -22,10 +25,12 @@ class GridWorld(LabEnv):
   Observation float32 [2]: (row, col) / 4, each in {0, 0.25, ..., 1}.
   Actions: Discrete(4), up, down, left, right. True law (deterministic,
   one outcome of probability 1): the agent moves one cell in the action's
-  direction unless a wall is there (then it stays); the reward is +1 and
-  the episode terminates on reaching (4, 4), else the reward is -0.05.
-  Episodes start at (0, 0); the registered id truncates them after 30
-  steps. The best return is 7 * -0.05 + 1 = 0.65 (8 moves).
+  direction unless a wall is there (then it stays); the reward is -0.05
+  plus 0.1 times the decrease of the Manhattan distance to (4, 4) (+0.05
+  for a move nearer, -0.15 for one away, -0.05 against a wall), plus 1 on
+  reaching (4, 4), which terminates the episode. Episodes start at (0, 0);
+  the registered id truncates them after 30 steps. The best return is
+  8 * 0.05 + 1 = 1.4 (8 moves).
   """
 
   def __init__(self):
@@ -43,9 +48,12 @@ class GridWorld(LabEnv):
 
   def true_next_distribution(self, state, action) -> Outcomes:
     row, col = (int(round(v * (SIZE - 1))) for v in state)
+    before = 2 * (SIZE - 1) - row - col
     dr, dc = MOVES[int(action)]
     row = min(max(row + dr, 0), SIZE - 1)
     col = min(max(col + dc, 0), SIZE - 1)
-    goal = row == SIZE - 1 and col == SIZE - 1
-    return outcomes([(cell_observation(row, col), 1.0,
-                      GOAL_REWARD if goal else STEP_REWARD, goal)])
+    after = 2 * (SIZE - 1) - row - col
+    goal = after == 0
+    reward = (STEP_REWARD + PROGRESS_REWARD * (before - after) +
+              (GOAL_REWARD if goal else 0.0))
+    return outcomes([(cell_observation(row, col), 1.0, reward, goal)])

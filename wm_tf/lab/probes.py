@@ -164,6 +164,23 @@ def return_measures(world_model, actor, env_factory, states, horizon: int,
           'true_return': float(true.mean())}
 
 
+def value_measures(world_model, critic, actor, env_factory, states,
+                   horizon: int, gamma: float, rng: np.random.Generator,
+                   rollouts: int = 16) -> Dict[str, float]:
+  """The critic's values against the actor's true discounted returns.
+
+  value_error is the mean |V(s) - G(s)| over the probe states, G the Monte
+  Carlo return of the actor in the real env over `horizon` steps (the
+  episode limit): how good the targets the critic was trained on were.
+  """
+  latent = world_model.encode(tf.constant(states, tf.float32))
+  values = np.asarray(critic(latent).mean())
+  true = true_returns(world_model, actor, env_factory, states, horizon,
+                      gamma, rollouts, rng)
+  return {'value_error': measures.mean_absolute_error(values, true),
+          'value': float(values.mean()), 'true_value': float(true.mean())}
+
+
 def uncertainty_score(world_model, states: np.ndarray, actions: np.ndarray
                       ) -> np.ndarray:
   """[N] the dynamics' uncertainty at (s, a): the ensemble's disagreement
