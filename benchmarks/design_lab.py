@@ -13,7 +13,8 @@ in a subprocess (--parallel at once): a `Trainer` trains the agent, then
 law: the energy distance, KDE NLL and 1-D Wasserstein distance between
 imagined and true next observations at the env's probe states, the error of
 the imagined H-step return against the true expected one (Monte Carlo in
-the real env under the same actor), for the OOD probe the AUROC of the
+the real env under the same actor), the critic's error against the
+actor's true return (value_error), for the OOD probe the AUROC of the
 dynamics' uncertainty separating held-out from covered states, and the
 final eval return.
 
