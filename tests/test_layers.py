@@ -34,6 +34,8 @@ LAYERS = {
     'wm_tf.agent.symlog': 1,  # symlog-space wrappers of any model
     'wm_tf.runtime': 4,
     'wm_tf.interop': 4,
+    'wm_tf.lab': 4,  # environments, and probes of a trained agent
+    'wm_tf.lab.measures': 1,  # distances between sample sets, AUROC
     'launch': 5,
 }
 

@@ -61,6 +61,8 @@ def make_gymnasium(env_id: str, options: EnvConfig,
                    max_episode_steps: Optional[int] = None,
                    render_mode: Optional[str] = None) -> gym.Env:
   """A registered gymnasium id, `max_episode_steps` replacing its limit."""
+  if env_id.startswith('wm_tf/'):
+    import wm_tf.lab  # noqa: F401  (registers the lab environments)
   kwargs = dict(options.kwargs)
   if max_episode_steps is not None:
     kwargs['max_episode_steps'] = max_episode_steps
