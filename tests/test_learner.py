@@ -137,7 +137,7 @@ def test_train_world_model_leaves_actor_and_critic_unchanged(
 @pytest.fixture(scope='module')
 def jit_agent():
   """One XLA-compiled agent for the module: each compile takes seconds."""
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   one_layer = [f'{key}.layers=1' for key in (
       'encoder', 'dynamics', 'heads.reward', 'heads.continue',
@@ -201,7 +201,7 @@ def test_state_variables_cover_every_keras_variable(overrides):
   """Every variable Keras lists for the models and optimizers is in
   `state_variables`, so `compile_train` puts it back: also the ensemble's
   members, kept in a list the object graph misses."""
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   agent = _agent(list(SMALL_OVERRIDES) + overrides, spec)
   learner = agent.learner
@@ -219,7 +219,7 @@ def test_compile_train_changes_nothing_and_is_not_retraced():
   """compile_train: every variable back bit for bit, and the next steps
   equal those of an agent that never called it (same init, same batches),
   with one trace of `train` in all."""
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   overrides = list(SMALL_OVERRIDES) + [
       'run.jit=true', 'world_model.target=ema', 'acting.uncertainty=true',

@@ -28,9 +28,9 @@ from wm_tf.agent.warmup import WARMUPS
 from wm_tf.config import ConfigError, load_config
 from wm_tf.runtime.environments import EnvSpec
 
-CARTPOLE = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+CARTPOLE = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                    discrete=True)
-PENDULUM = EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
+PENDULUM = EnvSpec('Pendulum-v1', observations=3, action_dim=1,
                    discrete=False, low=(-2.0,), high=(2.0,))
 
 

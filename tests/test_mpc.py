@@ -177,7 +177,7 @@ MPC_SMALL = ['imagination.mode=mpc', 'mpc.samples=8', 'mpc.horizon=2',
     ['acting.uncertainty=true', 'acting.fallback=mpc'],
 ], ids=['mode', 'fallback'])
 def test_unbounded_continuous_actions_refused_with_config_error(overrides):
-  spec = EnvSpec('Unbounded-v0', observation_dim=3, action_dim=2,
+  spec = EnvSpec('Unbounded-v0', observations=3, action_dim=2,
                  discrete=False, low=(-np.inf, -1.0), high=(np.inf, 1.0))
   config = load_config(None, list(SMALL_OVERRIDES) + overrides)
   with pytest.raises(ConfigError, match='unbounded') as error:
@@ -186,7 +186,7 @@ def test_unbounded_continuous_actions_refused_with_config_error(overrides):
 
 
 def test_mpc_mode_acts_with_planner_inside_bounds():
-  spec = EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
+  spec = EnvSpec('Pendulum-v1', observations=3, action_dim=1,
                  discrete=False, low=(-2.0,), high=(2.0,))
   keras.utils.set_random_seed(0)
   agent = build_agent(load_config(

@@ -30,7 +30,7 @@ def _parts(agent):
 @pytest.fixture(scope='module')
 def agents():
   """(float32 agent, bfloat16 agent with the float32 agent's weights)."""
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   keras.utils.set_random_seed(0)
   single = build_agent(load_config(None, SMALL_OVERRIDES), spec)

@@ -23,9 +23,9 @@ from wm_tf.runtime.environments import (EnvSpec, inspect_env, make_vector_env,
                                         to_env_actions)
 from wm_tf.runtime.trainer import Trainer
 
-CARTPOLE = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+CARTPOLE = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                    discrete=True)
-PENDULUM = EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
+PENDULUM = EnvSpec('Pendulum-v1', observations=3, action_dim=1,
                    discrete=False, low=(-2.0,), high=(2.0,))
 RSSM = ['representation_learner.type=rssm',
         'representation_learner.deter_dim=16']

@@ -157,7 +157,7 @@ def test_prediction_figure_is_an_rgb_image():
 
 @pytest.fixture(scope='module')
 def world_model():
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   return build_agent(load_config(None, SMALL_OVERRIDES), spec).world_model
 

@@ -55,7 +55,26 @@ class MLPConfig:
 
 @dataclasses.dataclass
 class EncoderConfig(MLPConfig):
-  pass
+  # Which observation keys are encoded (docs/observations.md): a key goes to
+  # the MLP if it is a vector whose name matches mlp_keys (a Python regex,
+  # matched in full), to the CNN if it is a uint8 image matching cnn_keys.
+  # Keys neither selects are not encoded; at least one key must be.
+  mlp_keys: str = '.*'
+  cnn_keys: str = '.*'
+  cnn_depth: int = 32  # channels of the CNN's first convolution
+  cnn_kernel: int = 4  # kernel size of the CNN's convolutions
+  # The CNN halves the image's shorter side down to this size (so it must
+  # be cnn_min_resolution times a power of two: 4 takes 16, 32, 64, ...).
+  cnn_min_resolution: int = 4
+
+
+@dataclasses.dataclass
+class DecoderConfig(MLPConfig):
+  # The observation keys reconstructed, as encoder.mlp_keys / cnn_keys
+  # (null: the encoder's). The image decoder mirrors encoder.cnn_depth and
+  # encoder.cnn_kernel.
+  mlp_keys: Optional[str] = None
+  cnn_keys: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -143,7 +162,7 @@ class HeadsConfig:
   reward: ScalarHeadConfig = dataclasses.field(
       default_factory=ScalarHeadConfig)
   continue_: MLPConfig = dataclasses.field(default_factory=MLPConfig)
-  decoder: MLPConfig = dataclasses.field(default_factory=MLPConfig)
+  decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
 
 
 @dataclasses.dataclass

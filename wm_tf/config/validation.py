@@ -8,8 +8,11 @@ passes them validated values.
 from __future__ import annotations
 
 import math
+import re
+from typing import Dict, Tuple
 
 from wm_tf.config.schema import Config, ConfigError, DynamicsConfig, lookup
+from wm_tf.specs import Observations
 
 
 # Bounds checked after types: (path, predicate, what is allowed).
@@ -70,6 +73,9 @@ _RANGES = (
     ('acting.uncertainty_quantile', lambda v: 0 < v < 1,
      'a number in (0, 1)'),
     ('acting.uncertainty_decay', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
+    ('encoder.cnn_depth', lambda v: v >= 1, 'an integer >= 1'),
+    ('encoder.cnn_kernel', lambda v: v >= 1, 'an integer >= 1'),
+    ('encoder.cnn_min_resolution', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.capacity', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.batch_size', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.sequence_length', lambda v: v >= 2, 'an integer >= 2'),
@@ -101,6 +107,8 @@ def check_ranges(config: Config) -> None:
         'Config keys actor.min_std and actor.max_std conflict: '
         f'min_std={config.actor.min_std} > max_std={config.actor.max_std}.')
   _check_agent_options(config)
+  for path in _KEY_PATTERNS:
+    _key_pattern(config, path)
 
 
 def _check_agent_options(config: Config) -> None:
@@ -263,3 +271,56 @@ def fill_defaults_by_type(config: Config) -> None:
   elif rep.beta is None:
     rep.beta = REPRESENTATION_BETA[rep.type]
 
+
+
+# The regexes that route observation keys (EncoderConfig, DecoderConfig).
+_KEY_PATTERNS = ('encoder.mlp_keys', 'encoder.cnn_keys',
+                 'heads.decoder.mlp_keys', 'heads.decoder.cnn_keys')
+
+
+def _key_pattern(config: Config, path: str) -> 're.Pattern':
+  """The compiled regex at `path`; a decoder's null is the encoder's."""
+  text = lookup(config, path)
+  if text is None:
+    path = path.replace('heads.decoder', 'encoder')
+    text = lookup(config, path)
+  try:
+    return re.compile(text)
+  except re.error as e:
+    raise ConfigError(f'Config key {path!r} has value {text!r}, which is not '
+                      f'a regular expression ({e}); allowed: a Python regex '
+                      "matched against whole observation keys, e.g. '.*' or "
+                      "'image|depth'.") from None
+
+
+Routing = Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]
+
+
+def route_observation_keys(config: Config,
+                           observations: Observations) -> Routing:
+  """{'encoder' / 'decoder': (vector keys, image keys)}, in space order.
+
+  A vector key goes to the MLP branch if its name matches mlp_keys in
+  full, an image key to the CNN branch if it matches cnn_keys.
+
+  Raises:
+    ConfigError: a section's regexes select no key, naming the keys.
+  """
+  available = ', '.join(f'{o.key} ({"image" if o.is_image else "vector"} '
+                        f'{list(o.shape)})' for o in observations)
+  routing = {}
+  for section, prefix in (('encoder', 'encoder'),
+                          ('decoder', 'heads.decoder')):
+    mlp = _key_pattern(config, f'{prefix}.mlp_keys')
+    cnn = _key_pattern(config, f'{prefix}.cnn_keys')
+    vectors = tuple(o.key for o in observations
+                    if not o.is_image and mlp.fullmatch(o.key))
+    images = tuple(o.key for o in observations
+                   if o.is_image and cnn.fullmatch(o.key))
+    if not vectors + images:
+      raise ConfigError(
+          f'Config keys {prefix}.mlp_keys={mlp.pattern!r} and '
+          f'{prefix}.cnn_keys={cnn.pattern!r} select no observation key; '
+          f'the environment has: {available}.')
+    routing[section] = (vectors, images)
+  return routing

@@ -3,7 +3,10 @@
 Each environment stream appends one step at a time to its own ring buffer.
 A step is a dict of arrays following the Dreamer convention:
 
-    observation  [obs_dim]  float32  what the agent sees at this step.
+    <key>        [*shape]   float32  what the agent sees at this step: one
+                 or uint8            entry per observation key (a vector
+                                     env has the one key 'observation';
+                                     images stay uint8, see `wm_tf.specs`).
     action       [act_dim]  float32  action taken AT this step, leading to
                                      the next one (zeros on a last step).
     reward       []         float32  reward received on arriving at this
@@ -41,6 +44,7 @@ import warnings
 
 import numpy as np
 
+from wm_tf.specs import vector_observation
 from wm_tf.runtime.episode_files import (READ_ERRORS, check_step_value,
                                          episode_filename, index_after_files,
                                          list_episode_files, read_episode,
@@ -49,6 +53,7 @@ from wm_tf.runtime.episode_files import (READ_ERRORS, check_step_value,
 __all__ = [
     "SequenceReplay",
     "default_step_spec",
+    "step_spec",
     "episode_filename",
     "list_episode_files",
 ]
@@ -56,8 +61,29 @@ __all__ = [
 # Keys the buffer itself reads; every spec must contain them.
 _REQUIRED_FLAGS = ("is_first", "is_last")
 
+def step_spec(observations, act_dim):
+  """Spec of the step record of an environment.
+
+  Args:
+    observations: the `wm_tf.specs.ObservationSpec` of every key.
+    act_dim: size of the action vector.
+
+  Returns:
+    dict {key: (shape, dtype)} for ``SequenceReplay``.
+  """
+  spec = {o.key: (o.shape, np.dtype(o.dtype)) for o in observations}
+  spec.update({
+      "action": ((act_dim,), np.float32),
+      "reward": ((), np.float32),
+      "is_first": ((), np.bool_),
+      "is_terminal": ((), np.bool_),
+      "is_last": ((), np.bool_),
+  })
+  return spec
+
+
 def default_step_spec(obs_dim, act_dim):
-  """Spec of the standard Dreamer step record.
+  """Spec of the step record of an environment with one vector key.
 
   Args:
     obs_dim: size of the flat observation vector.
@@ -66,14 +92,7 @@ def default_step_spec(obs_dim, act_dim):
   Returns:
     dict {key: (shape, dtype)} for ``SequenceReplay``.
   """
-  return {
-      "observation": ((obs_dim,), np.float32),
-      "action": ((act_dim,), np.float32),
-      "reward": ((), np.float32),
-      "is_first": ((), np.bool_),
-      "is_terminal": ((), np.bool_),
-      "is_last": ((), np.bool_),
-  }
+  return step_spec(vector_observation(obs_dim), act_dim)
 
 
 class SequenceReplay:

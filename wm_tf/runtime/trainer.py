@@ -42,7 +42,7 @@ from wm_tf.runtime.environments import inspect_env, make_vector_env
 from wm_tf.runtime.metrics import (ScalarAverager, run_histograms,
                                    write_histograms, write_scalars)
 from wm_tf.runtime.profiling import StepProfiler
-from wm_tf.runtime.replay import SequenceReplay, default_step_spec
+from wm_tf.runtime.replay import SequenceReplay, step_spec
 from wm_tf.runtime.run_state import CheckpointedRun
 
 
@@ -156,7 +156,7 @@ class Trainer(CheckpointedRun):
     self.collect_seed = distribution.worker_seed(config.seed, self.strategy)
     rc = config.replay
     self.replay = SequenceReplay(
-        default_step_spec(self.spec.observation_dim, self.spec.action_dim),
+        step_spec(self.spec.observations, self.spec.action_dim),
         capacity=max(rc.capacity, rc.sequence_length * env.num_envs),
         sequence_length=rc.sequence_length, num_streams=env.num_envs,
         seed=self.collect_seed,
@@ -390,7 +390,8 @@ class Trainer(CheckpointedRun):
     return self._finish(summary, start)
 
   def _action_chooser(self, collector, averager: ScalarAverager):
-    """obs [N, O] -> env actions: random during prefill, then the policy's."""
+    """obs {key: [N, *shape]} -> agent actions: random during prefill, then
+    the policy's."""
     n = collector.num_envs
     # The policy's state per environment. Prefill's random steps leave it
     # at the initial state, from which the first policy step starts as an
