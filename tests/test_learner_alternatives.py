@@ -206,7 +206,7 @@ def test_actor_imagines_in_target_model(cartpole_spec, eager):
                         'world_model.target_every=1000'], cartpole_spec))
   learner = agent.learner
   batch = make_batch(cartpole_spec, np.random.default_rng(2))
-  start = tf.reshape(agent.world_model.encode(batch['observation']), [-1, 8])
+  start = tf.reshape(agent.world_model.encode({'observation': batch['observation']}), [-1, 8])
   alive = tf.ones([start.shape[0]])
   imagined_reward = lambda: float(learner.actor_critic.loss(
       learner.target.model, start, alive, tf.constant([1, 1]))[1][
@@ -602,7 +602,7 @@ def test_matrix_trains_and_acts(name, eager, tmp_path):
 
   obs = tf.constant(rng.normal(size=(3, spec.observation_dim)), tf.float32)
   action, _, stats = agent.policy.act(
-      obs, tf.ones([3], tf.bool), agent.policy.initial_state(3),
+      {'observation': obs}, tf.ones([3], tf.bool), agent.policy.initial_state(3),
       tf.constant([1, 2]))
   action = action.numpy()
   assert action.shape == (3, spec.action_dim)
@@ -619,7 +619,7 @@ def test_matrix_trains_and_acts(name, eager, tmp_path):
       assert threshold == float(learner.uncertainty_calibration.threshold)
     else:
       assert threshold == 0.01
-    latent = agent.world_model.encode(obs)
+    latent = agent.world_model.encode({'observation': obs})
     unsure = agent.policy.uncertainty(
         latent, agent.actor(latent).sample(seed=tf.constant([1, 2])))
     assert count == float(np.sum(unsure.numpy() > threshold))

@@ -194,7 +194,7 @@ def test_mpc_mode_acts_with_planner_inside_bounds():
       spec)
   assert agent.policy.planner is not None
   obs = tf.constant(np.random.default_rng(0).normal(size=(5, 3)), tf.float32)
-  action, state, _ = agent.policy.act(obs, tf.ones([5], tf.bool),
+  action, state, _ = agent.policy.act({'observation': obs}, tf.ones([5], tf.bool),
                                       agent.policy.initial_state(5),
                                       tf.constant([1, 2]))
   action = action.numpy()
@@ -202,7 +202,7 @@ def test_mpc_mode_acts_with_planner_inside_bounds():
   assert action.shape == (5, 1)
   assert np.all(np.abs(action) <= 2.0)
   # Same seed, same plan; the planner, not the actor, chose it.
-  latent = agent.world_model.encode(obs)
+  latent = agent.world_model.encode({'observation': obs})
   np.testing.assert_allclose(
       agent.policy.planner.plan(latent, tf.constant([1, 2])).numpy(), action,
       rtol=1e-5, atol=1e-6)

@@ -55,11 +55,11 @@ class MLPConfig:
 
 @dataclasses.dataclass
 class EncoderConfig(MLPConfig):
-  # Which observation keys are encoded (docs/observations.md): a key goes to
-  # the MLP if it is a vector whose name matches mlp_keys (a Python regex,
-  # matched in full), to the CNN if it is a uint8 image matching cnn_keys.
-  # Keys neither selects are not encoded; at least one key must be.
+  # Vector observation keys the MLP encodes (docs/observations.md): a Python
+  # regex matched against whole key names. Keys neither regex selects are
+  # not encoded; at least one key must be.
   mlp_keys: str = '.*'
+  # uint8 image keys the CNNs encode (one CNN per key), a regex as mlp_keys.
   cnn_keys: str = '.*'
   cnn_depth: int = 32  # channels of the CNN's first convolution
   cnn_kernel: int = 4  # kernel size of the CNN's convolutions
@@ -70,10 +70,11 @@ class EncoderConfig(MLPConfig):
 
 @dataclasses.dataclass
 class DecoderConfig(MLPConfig):
-  # The observation keys reconstructed, as encoder.mlp_keys / cnn_keys
-  # (null: the encoder's). The image decoder mirrors encoder.cnn_depth and
-  # encoder.cnn_kernel.
+  # Vector keys reconstructed, a regex as encoder.mlp_keys (null: the
+  # encoder's). The decoder's loss is the sum of the keys' NLLs.
   mlp_keys: Optional[str] = None
+  # Image keys reconstructed (null: encoder.cnn_keys); the image decoder
+  # mirrors encoder.cnn_depth, cnn_kernel and cnn_min_resolution.
   cnn_keys: Optional[str] = None
 
 

@@ -43,6 +43,7 @@ from wm_tf.runtime.metrics import (ScalarAverager, run_histograms,
                                    write_histograms, write_scalars)
 from wm_tf.runtime.profiling import StepProfiler
 from wm_tf.runtime.replay import SequenceReplay, step_spec
+from wm_tf.runtime.replay_memory import check_replay_memory
 from wm_tf.runtime.run_state import CheckpointedRun
 
 
@@ -69,6 +70,12 @@ def update_was_nonfinite(metrics: Dict[str, object]) -> bool:
     return float(np.asarray(metrics['learner/nonfinite'])) > 0
   return not all(np.isfinite(float(np.asarray(v)))
                  for k, v in metrics.items() if k.endswith('/loss'))
+
+
+def _replay_capacity(config: config_lib.Config) -> int:
+  """replay.capacity, raised to one sequence per environment stream."""
+  rc = config.replay
+  return max(rc.capacity, rc.sequence_length * config.env.num_envs)
 
 
 def _local_batch_size(config: config_lib.Config,
@@ -124,6 +131,12 @@ class Trainer(CheckpointedRun):
     env = config.env
     # Fails here, before anything is built, on a bad id or space.
     self.spec = inspect_env(env.id, env.max_episode_steps)
+    # And here if the replay cannot fit in memory (its line is logged).
+    self.replay_memory = check_replay_memory(
+        step_spec(self.spec.observations, self.spec.action_dim),
+        _replay_capacity(config))
+    if progress:
+      print(self.replay_memory, flush=True)
     # Held while this process lives: one trainer per run directory.
     self._lock = run_lock.lock_run_directory(self.logdir)
     self.config_changes = checkpoints_lib.check_saved_config(
@@ -157,7 +170,7 @@ class Trainer(CheckpointedRun):
     rc = config.replay
     self.replay = SequenceReplay(
         step_spec(self.spec.observations, self.spec.action_dim),
-        capacity=max(rc.capacity, rc.sequence_length * env.num_envs),
+        capacity=_replay_capacity(config),
         sequence_length=rc.sequence_length, num_streams=env.num_envs,
         seed=self.collect_seed,
         directory=os.path.join(self.logdir, 'episodes'))
