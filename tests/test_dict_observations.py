@@ -140,6 +140,10 @@ def test_replay_memory_is_estimated_and_refused_when_too_large():
   assert '512.0 MiB of memory available' in message
   assert f'replay.capacity <= {512 * 2 ** 20 // per_step}' in message
   assert 'image 100%' in message and '\n' not in message
+  assert "replay.storage='disk'" in message
+  # On disk the buffers are memory-mapped files: stated, not refused.
+  assert check_replay_memory(spec, 100_000, available=512 * 2 ** 20,
+                             on_disk=True).startswith('replay storage on disk')
   vector = step_spec(vector_observation(4), 2)
   assert 'bytes per step' in check_replay_memory(vector, 1000)
 

@@ -338,8 +338,8 @@ def test_launcher_error_is_one_message(tmp_path, flags):
 
 @pytest.mark.parametrize("observation, state, message", [
     (np.zeros((2, 4)), np.zeros((1, 0)),
-     r"Input state must be float32 \[B, 0\] with B the batch size of "
-     r"observation \[B, 4\]"),
+     r"Input state must have the batch size B of the other inputs "
+     r"\['observation', 'state'\]"),
     (np.zeros((1, 5)), np.zeros((1, 0)),
      r"Input observation must be float32 \[B, 4\]; got shape\] \[1 5\]"),
     (np.zeros((1, 4, 4)), np.zeros((1, 0)),

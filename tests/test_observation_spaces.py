@@ -143,3 +143,28 @@ def test_replay_keeps_images_uint8_in_memory_on_disk_and_in_batches(
   assert loaded.load(tmp_path) == 6
   assert loaded.sample(2)['image'].dtype == np.uint8
   assert os.path.getsize(path) < images.nbytes / 2
+
+
+def test_disk_storage_samples_what_memory_storage_samples(tmp_path):
+  specs = observation_specs('X', Dict({'image': IMAGE, 'vector': VECTOR}))
+  rng = np.random.default_rng(3)
+  buffers = [SequenceReplay(step_spec(specs, 2), capacity=20,
+                            sequence_length=4, num_streams=2, seed=5,
+                            storage_directory=directory)
+             for directory in (None, str(tmp_path / 'storage'))]
+  for t in range(30):  # wraps around the 10 steps per stream
+    steps = {'image': rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8),
+             'vector': rng.normal(size=(2, 3)).astype(np.float32),
+             'action': np.zeros((2, 2), np.float32),
+             'reward': np.zeros(2, np.float32),
+             'is_first': np.full(2, t == 0), 'is_terminal': np.zeros(2, bool),
+             'is_last': np.zeros(2, bool)}
+    for replay in buffers:
+      replay.add_batch(steps)
+  memory, disk = (replay.sample(6) for replay in buffers)
+  for key in memory:
+    np.testing.assert_array_equal(disk[key], memory[key])
+  stored = np.load(tmp_path / 'storage' / 'image.npy', mmap_mode='r')
+  assert stored.dtype == np.uint8 and stored.shape == (2, 10, 16, 16, 3)
+  assert sorted(os.listdir(tmp_path / 'storage')) == sorted(
+      f'{key}.npy' for key in memory)

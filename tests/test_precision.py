@@ -46,7 +46,7 @@ def test_bfloat16_layers_keep_float32_weights(agents):
   _, half = agents
   # Per-layer policies: building a bfloat16 agent leaves the global one.
   assert keras.config.dtype_policy().name == 'float32'
-  layers = [half.world_model.encoder.mlp.dense_0, half.actor.out,
+  layers = [half.world_model.encoder.mlp.mlp.dense_0, half.actor.out,
             half.critic.mlp.norm_0, half.world_model.dynamics.mean,
             half.world_model.representation.out]
   for layer in layers:
@@ -64,7 +64,7 @@ def test_bfloat16_distributions_are_float32(agents, batch_factory):
   action = tf.cast(batch['action'], tf.float32)
   seed = tf.constant([1, 2], tf.int32)
   assert latent.dtype == tf.float32
-  features = wm.encoder(batch['observation'])
+  features = wm.encoder(batch)
   assert features.dtype == tf.float32
   outputs = {
       'dynamics mean': wm.dynamics(latent, action).mean(),

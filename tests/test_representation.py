@@ -560,7 +560,7 @@ def test_world_model_with_rssm_uses_prior_as_dynamics_and_acts_stepwise():
       {'observation': batch['observation']}).numpy()[:, 1:])) > 1e-3
 
   # Acting step by step gives the posterior modes of observe_sequence.
-  features = world_model.encoder(batch['observation'])
+  features = world_model.encoder(batch)
   modes = world_model.representation.observe_sequence(
       features, batch['action'], tf.cast(batch['is_first'], tf.float32))[0]
   state = world_model.initial_state(4)

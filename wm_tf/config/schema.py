@@ -18,7 +18,8 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass
 class EnvConfig:
-  id: str = 'CartPole-v1'  # any gymnasium id with a Box observation space
+  # Any gymnasium id whose observation space wm_tf takes (docs/observations.md).
+  id: str = 'CartPole-v1'
   num_envs: int = 1  # parallel training environments
   vectorization: Literal['sync', 'async'] = 'sync'  # gymnasium vector env kind
   max_episode_steps: Optional[int] = None  # overrides the registered limit
@@ -355,6 +356,11 @@ class ReplayConfig:
   capacity: int = 1_000_000  # steps kept
   batch_size: int = 16  # sequences per batch
   sequence_length: int = 64  # steps per sequence
+  # Where the replay's ring buffers live: 'memory' (the trainer stops at
+  # start if they cannot fit in available memory), or 'disk': a
+  # memory-mapped file per key under <logdir>/replay_storage, for
+  # capacities beyond RAM (docs/observations.md).
+  storage: Literal['memory', 'disk'] = 'memory'
 
 
 @dataclasses.dataclass

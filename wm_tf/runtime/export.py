@@ -207,7 +207,8 @@ class ServingPolicy(tf.Module):
           f'{[i[0] for i in inputs]}; the batch sizes differ.')))
     with tf.control_dependencies(checks):
       checks = [tf.debugging.assert_all_finite(tensor, message=(
-          f'Input {name} {dtype} must be finite; it holds NaN or inf.'))
+          f'Input {name} {dtype} [B, {", ".join(map(str, shape))}] must be '
+          'finite; it holds NaN or inf.'))
                 for name, tensor, shape, dtype in inputs
                 if dtype == 'float32' and (name != 'state' or s)]
     with tf.control_dependencies(checks):

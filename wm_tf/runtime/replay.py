@@ -114,7 +114,7 @@ class SequenceReplay:
   """
 
   def __init__(self, spec, capacity, sequence_length, num_streams=1,
-               seed=0, directory=None):
+               seed=0, directory=None, storage_directory=None):
     """Creates an empty buffer.
 
     Args:
@@ -126,6 +126,10 @@ class SequenceReplay:
       seed: seed of the buffer's own ``np.random.Generator``.
       directory: if given, finished episodes are written there as .npz
         files (the directory is created if missing).
+      storage_directory: None keeps the ring buffers in memory; a path
+        keeps them in memory-mapped files there, ``<key>.npy`` holding all
+        streams of a key (for capacities beyond RAM; the files are
+        scratch space, rewritten by each new buffer).
     """
     if num_streams < 1:
       raise ValueError(f"num_streams must be >= 1, got {num_streams}")
@@ -155,8 +159,9 @@ class SequenceReplay:
     self.num_streams = num_streams
     self.directory = None if directory is None else os.fspath(directory)
     self._rng = np.random.default_rng(seed)
+    self.storage_directory = storage_directory
     self._storage = {
-        key: np.zeros((num_streams, per_stream) + shape, dtype)
+        key: self._allocate(key, (num_streams, per_stream) + shape, dtype)
         for key, (shape, dtype) in self._spec.items()}
     # Steps ever written per stream; the next one goes to slot
     # count % capacity_per_stream.
@@ -170,6 +175,16 @@ class SequenceReplay:
     if self.directory is not None:
       os.makedirs(self.directory, exist_ok=True)
       self._next_episode_index = index_after_files(self.directory)
+
+  def _allocate(self, key, shape, dtype):
+    """A zero array [num_streams, capacity_per_stream, *spec shape]."""
+    if self.storage_directory is None:
+      return np.zeros(shape, dtype)
+    os.makedirs(self.storage_directory, exist_ok=True)
+    # A new file reads as zeros; pages take memory only while in use.
+    return np.lib.format.open_memmap(
+        os.path.join(self.storage_directory, f"{key}.npy"), mode="w+",
+        dtype=dtype, shape=shape)
 
   @property
   def num_steps(self):

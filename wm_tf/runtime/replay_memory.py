@@ -57,10 +57,15 @@ def replay_memory_line(spec, capacity: int) -> Tuple[int, str]:
 
 
 def check_replay_memory(spec, capacity: int,
-                        available: Optional[int] = None) -> str:
+                        available: Optional[int] = None,
+                        on_disk: bool = False) -> str:
   """The estimate's line, or raises ReplayMemoryError if it exceeds
-  `available` bytes (default: MemAvailable; unknown: not checked)."""
+  `available` bytes (default: MemAvailable; unknown: not checked). With
+  `on_disk` (replay.storage 'disk') the buffers are memory-mapped files
+  and only the line is returned."""
   total, line = replay_memory_line(spec, capacity)
+  if on_disk:
+    return line.replace('replay memory:', 'replay storage on disk:')
   if available is None:
     available = available_memory()
   if available is not None and total > available:
@@ -69,5 +74,5 @@ def check_replay_memory(spec, capacity: int,
         f'The replay needs {line[len("replay memory: "):]}, more than the '
         f'{_size(available)} of memory available; allowed: '
         f'replay.capacity <= {available // per_step} here (or less, '
-        'leaving room for the model).')
+        "leaving room for the model), or replay.storage='disk'.")
   return line

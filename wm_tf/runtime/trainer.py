@@ -134,7 +134,7 @@ class Trainer(CheckpointedRun):
     # And here if the replay cannot fit in memory (its line is logged).
     self.replay_memory = check_replay_memory(
         step_spec(self.spec.observations, self.spec.action_dim),
-        _replay_capacity(config))
+        _replay_capacity(config), on_disk=config.replay.storage == 'disk')
     if progress:
       print(self.replay_memory, flush=True)
     # Held while this process lives: one trainer per run directory.
@@ -173,7 +173,9 @@ class Trainer(CheckpointedRun):
         capacity=_replay_capacity(config),
         sequence_length=rc.sequence_length, num_streams=env.num_envs,
         seed=self.collect_seed,
-        directory=os.path.join(self.logdir, 'episodes'))
+        directory=os.path.join(self.logdir, 'episodes'),
+        storage_directory=(os.path.join(self.logdir, 'replay_storage')
+                           if rc.storage == 'disk' else None))
     self.rng = np.random.default_rng(self.collect_seed)
     self.seeds = tf.random.Generator.from_seed(config.seed)
     # One compiled call per seed: the same draws as the three eager ops it
