@@ -173,7 +173,7 @@ def test_unusable_inputs_are_one_error(cartpole, tmp_path):
     evaluation.policy_from_saved_model(str(tmp_path / 'missing'))
   policy = evaluation.policy_from_run(cartpole['logdir'])
   with pytest.raises(evaluation.EvaluationError,
-                     match='observations of size 4'):
+                     match=r'takes observations observation float32 \[4\], but Pendulum-v1 gives observation float32 \[3\]'):
     evaluation.run_episodes(policy, 'Pendulum-v1', 1, SEED)
   with pytest.raises(evaluation.EvaluationError, match='CartPol-v1'):
     evaluation.run_episodes(policy, 'CartPol-v1', 1, SEED)

@@ -53,7 +53,7 @@ def _changed(before, variables):
 
 
 def _start_states(agent, batch):
-  latent = agent.world_model.encode({'observation': batch['observation']})
+  latent = agent.world_model.encode(batch)
   start = tf.reshape(latent, [-1, latent.shape[-1]])
   alive = 1.0 - tf.reshape(tf.cast(batch['is_terminal'], tf.float32), [-1])
   return start, alive

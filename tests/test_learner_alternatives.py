@@ -206,7 +206,7 @@ def test_actor_imagines_in_target_model(cartpole_spec, eager):
                         'world_model.target_every=1000'], cartpole_spec))
   learner = agent.learner
   batch = make_batch(cartpole_spec, np.random.default_rng(2))
-  start = tf.reshape(agent.world_model.encode({'observation': batch['observation']}), [-1, 8])
+  start = tf.reshape(agent.world_model.encode(batch), [-1, 8])
   alive = tf.ones([start.shape[0]])
   imagined_reward = lambda: float(learner.actor_critic.loss(
       learner.target.model, start, alive, tf.constant([1, 1]))[1][

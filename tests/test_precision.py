@@ -60,7 +60,7 @@ def test_bfloat16_distributions_are_float32(agents, batch_factory):
   _, half = agents
   batch = batch_factory(0)
   wm = half.world_model
-  latent = wm.encode({'observation': batch['observation']})  # [B, T, D]
+  latent = wm.encode(batch)  # [B, T, D]
   action = tf.cast(batch['action'], tf.float32)
   seed = tf.constant([1, 2], tf.int32)
   assert latent.dtype == tf.float32
@@ -99,8 +99,8 @@ def test_bfloat16_loss_near_float32_with_the_same_weights(agents,
   assert reduced != full  # bfloat16 did compute
   # bfloat16 keeps 8 bits of mantissa (relative error ~ 4e-3 per value).
   np.testing.assert_allclose(reduced, full, rtol=2e-2)
-  value = single.critic(single.world_model.encode({'observation': batch['observation']}))
-  value_half = half.critic(half.world_model.encode({'observation': batch['observation']}))
+  value = single.critic(single.world_model.encode(batch))
+  value_half = half.critic(half.world_model.encode(batch))
   np.testing.assert_allclose(value_half.mean(), value.mean(), atol=5e-2)
 
 

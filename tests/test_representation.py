@@ -581,7 +581,7 @@ def test_latent_states_of_stateless_learners_are_encodings(kind):
   batch = cartpole_like_batch()
   np.testing.assert_allclose(
       world_model.latent_states(batch).numpy(),
-      world_model.encode({'observation': batch['observation']}).numpy(), rtol=1e-6, atol=1e-6)
+      world_model.encode(batch).numpy(), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------

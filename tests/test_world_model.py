@@ -214,7 +214,7 @@ def test_dynamics_averages_over_real_transitions_only(
 
 def _dynamics_nll_with_target(wm, batch, constant_target):
   """The masked dynamics NLL, target either a constant or the live latent."""
-  latent = wm.encode({'observation': batch['observation']})
+  latent = wm.encode(batch)
   target = latent[:, 1:]
   if constant_target:
     target = tf.constant(target.numpy())
