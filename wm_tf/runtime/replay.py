@@ -126,10 +126,8 @@ class SequenceReplay:
       seed: seed of the buffer's own ``np.random.Generator``.
       directory: if given, finished episodes are written there as .npz
         files (the directory is created if missing).
-      storage_directory: None keeps the ring buffers in memory; a path
-        keeps them in memory-mapped files there, ``<key>.npy`` holding all
-        streams of a key (for capacities beyond RAM; the files are
-        scratch space, rewritten by each new buffer).
+      storage_directory: None: the ring buffers live in memory; a path:
+        in memory-mapped scratch files ``<key>.npy`` there (all streams).
     """
     if num_streams < 1:
       raise ValueError(f"num_streams must be >= 1, got {num_streams}")
