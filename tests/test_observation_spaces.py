@@ -111,6 +111,18 @@ def test_routing_errors_name_the_keys_available():
     load_config(None, ['heads.decoder.cnn_keys="a("'])
 
 
+def test_image_sizes_the_cnn_cannot_take_are_a_config_error():
+  spec = EnvSpec('X', observation_specs('X', Dict({
+      'image': Box(0, 255, (24, 24, 3), np.uint8)})), 2, True)
+  with pytest.raises(ConfigError, match=(
+      r"key 'image' has images of 24x24.*cnn_min_resolution=4.*8, 16, 32")):
+    route_observation_keys(load_config(None, []), spec.observations)
+  # 24 = 3 * 2^3: taken with a minimum resolution of 3.
+  config = load_config(None, ['encoder.cnn_min_resolution=3'])
+  assert route_observation_keys(config, spec.observations)['encoder'] == (
+      (), ('image',))
+
+
 def test_replay_keeps_images_uint8_in_memory_on_disk_and_in_batches(
     tmp_path):
   specs = observation_specs('X', Dict({'image': IMAGE, 'vector': VECTOR}))

@@ -323,4 +323,24 @@ def route_observation_keys(config: Config,
           f'{prefix}.cnn_keys={cnn.pattern!r} select no observation key; '
           f'the environment has: {available}.')
     routing[section] = (vectors, images)
+  for o in observations:
+    if o.key in routing['encoder'][1] + routing['decoder'][1]:
+      _check_image_size(o, config.encoder.cnn_min_resolution)
   return routing
+
+
+def _check_image_size(image, resolution: int) -> None:
+  """The CNNs halve an image's sides down to `resolution`: its shorter
+  side must be resolution * 2^S (S >= 1) and its longer one divide by 2^S."""
+  height, width = image.shape[:2]
+  stages = 0
+  while resolution * 2 ** stages < min(height, width):
+    stages += 1
+  if (stages < 1 or resolution * 2 ** stages != min(height, width)
+      or max(height, width) % 2 ** stages):
+    raise ConfigError(
+        f'Observation key {image.key!r} has images of {height}x{width}, '
+        f'which encoder.cnn_min_resolution={resolution} does not take; '
+        f'allowed: a shorter side of {resolution} times a power of two '
+        f'({", ".join(str(resolution * 2 ** i) for i in (1, 2, 3, 4))}, ...) '
+        'and a longer one divisible by the same power, e.g. 64x64 with 4.')
