@@ -155,3 +155,22 @@ def test_the_trainer_refuses_a_replay_beyond_memory(tmp_path):
     Trainer(load_config(None, RUN + [f'env.id={env_id}',
                                      'replay.capacity=10000000000']),
             str(tmp_path), progress=False)
+
+
+def test_onnx_and_tflite_take_the_keys_and_act_as_tensorflow(trained,
+                                                             tmp_path):
+  pytest.importorskip('tf2onnx')
+  pytest.importorskip('onnxruntime')
+  from wm_tf.runtime import portable_export
+  from wm_tf.runtime.export import export_run_formats
+  # Each file is checked to act as TensorFlow does on probe inputs (uint8
+  # images, float vectors) when written.
+  paths = export_run_formats(trained['logdir'], str(tmp_path / 'portable'),
+                             formats=('onnx', 'tflite'))
+  rng = np.random.default_rng(1)
+  inputs = {'image': rng.integers(0, 256, (4, 16, 16, 3)).astype(np.uint8),
+            'vector': rng.normal(size=(4, 3)).astype(np.float32)}
+  onnx_out = portable_export.run_onnx(paths['onnx'], inputs)
+  tflite_out = portable_export.run_tflite(paths['tflite'], inputs)
+  np.testing.assert_array_equal(onnx_out['action'], tflite_out['action'])
+  assert onnx_out['action'].shape == (4,)

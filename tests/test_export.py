@@ -339,7 +339,7 @@ def test_launcher_error_is_one_message(tmp_path, flags):
 @pytest.mark.parametrize("observation, state, message", [
     (np.zeros((2, 4)), np.zeros((1, 0)),
      r"Input state must have the batch size B of the other inputs "
-     r"\['observation', 'state'\]"),
+     r"\(observation, state\)"),
     (np.zeros((1, 5)), np.zeros((1, 0)),
      r"Input observation must be float32 \[B, 4\]; got shape\] \[1 5\]"),
     (np.zeros((1, 4, 4)), np.zeros((1, 0)),

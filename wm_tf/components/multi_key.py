@@ -95,7 +95,8 @@ class MultiKeyEncoder(_MultiKey):
     (`output_dim(image shape)`): the MLPs after the encoder need it."""
     features = tf.cast(cnn(images), tf.float32)
     if callable(getattr(cnn, 'output_dim', None)):
-      features = tf.ensure_shape(features, images.shape[:-3].concatenate(
+      # Static only (no op: ONNX and TFLite have no EnsureShape).
+      features.set_shape(images.shape[:-3].concatenate(
           [cnn.output_dim(images.shape[-3:])]))
     return features
 

@@ -204,7 +204,7 @@ class ServingPolicy(tf.Module):
           'got shape', got]))
       checks.append(tf.debugging.assert_equal(got[0], batch, message=(
           f'Input {name} must have the batch size B of the other inputs '
-          f'{[i[0] for i in inputs]}; the batch sizes differ.')))
+          f'({", ".join(i[0] for i in inputs)}); the batch sizes differ.')))
     with tf.control_dependencies(checks):
       checks = [tf.debugging.assert_all_finite(tensor, message=(
           f'Input {name} {dtype} [B, {", ".join(map(str, shape))}] must be '
