@@ -47,7 +47,8 @@ def _reference_returns(trainer, episodes, seed):
     total, done = 0.0, False
     while not done:
       action, state, _ = policy.act_deterministic(
-          {'observation': np.asarray(obs, np.float32)[None]}, np.array([is_first]), state)
+          {'observation': np.asarray(obs, np.float32)[None]},
+              np.array([is_first]), state)
       action, is_first = action.numpy(), False
       obs, reward, terminated, truncated, _ = env.step(
           to_env_actions(action, trainer.spec)[0])
@@ -173,7 +174,9 @@ def test_unusable_inputs_are_one_error(cartpole, tmp_path):
     evaluation.policy_from_saved_model(str(tmp_path / 'missing'))
   policy = evaluation.policy_from_run(cartpole['logdir'])
   with pytest.raises(evaluation.EvaluationError,
-                     match=r'takes observations observation float32 \[4\], but Pendulum-v1 gives observation float32 \[3\]'):
+                     match=(r'takes observations observation float32 \[4\], '
+                            r'but Pendulum-v1 gives observation float32 '
+                            r'\[3\]')):
     evaluation.run_episodes(policy, 'Pendulum-v1', 1, SEED)
   with pytest.raises(evaluation.EvaluationError, match='CartPol-v1'):
     evaluation.run_episodes(policy, 'CartPol-v1', 1, SEED)

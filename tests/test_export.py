@@ -183,7 +183,8 @@ def test_sampling_is_reproducible_and_follows_the_actor(cartpole):
     # The observation whose action is least certain tests sampling most.
     candidates = observations(64, 4, seed=5)
     probs = agent.actor(
-        agent.world_model.encode({"observation": candidates})).probs_parameter().numpy()
+        agent.world_model.encode({"observation": candidates})
+    ).probs_parameter().numpy()
     i = np.argmin(np.abs(probs[:, 0] - 0.5))
     assert 0.2 < probs[i, 0] < 0.8
     obs = np.repeat(candidates[i:i + 1], 4000, axis=0)

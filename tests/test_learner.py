@@ -266,12 +266,14 @@ def test_policy_act_traces_once_across_batch_sizes(jit_agent):
   for n in (1, 3, 7, 2):
     obs = tf.constant(rng.normal(size=(n, spec.observation_dim)), tf.float32)
     is_first = tf.constant(rng.random(n) < 0.5)
-    action, state, _ = policy.act({'observation': obs}, is_first, policy.initial_state(n),
+    action, state, _ = policy.act({'observation': obs},
+        is_first, policy.initial_state(n),
                                   tf.constant([n, 0], tf.int32))
     action = action.numpy()
     assert action.shape == (n, spec.action_dim)
     np.testing.assert_allclose(action.sum(-1), 1.0, atol=1e-6)
-    mode = policy.act_deterministic({'observation': obs}, is_first, state)[0].numpy()
+    mode = policy.act_deterministic({'observation': obs},
+        is_first, state)[0].numpy()
     assert mode.shape == (n, spec.action_dim)
     np.testing.assert_array_equal(mode.sum(-1), 1.0)
   assert policy.act.experimental_get_tracing_count() == 1

@@ -602,7 +602,8 @@ def test_matrix_trains_and_acts(name, eager, tmp_path):
 
   obs = tf.constant(rng.normal(size=(3, spec.observation_dim)), tf.float32)
   action, _, stats = agent.policy.act(
-      {'observation': obs}, tf.ones([3], tf.bool), agent.policy.initial_state(3),
+      {'observation': obs},
+          tf.ones([3], tf.bool), agent.policy.initial_state(3),
       tf.constant([1, 2]))
   action = action.numpy()
   assert action.shape == (3, spec.action_dim)

@@ -194,7 +194,8 @@ def test_mpc_mode_acts_with_planner_inside_bounds():
       spec)
   assert agent.policy.planner is not None
   obs = tf.constant(np.random.default_rng(0).normal(size=(5, 3)), tf.float32)
-  action, state, _ = agent.policy.act({'observation': obs}, tf.ones([5], tf.bool),
+  action, state, _ = agent.policy.act({'observation': obs},
+      tf.ones([5], tf.bool),
                                       agent.policy.initial_state(5),
                                       tf.constant([1, 2]))
   action = action.numpy()

@@ -49,7 +49,8 @@ def _step_through(policy, obs, is_first, seed=0, deterministic=False):
   actions, latents = [], []
   for t in range(len(obs)):
     if deterministic:
-      action, state, _ = policy.act_deterministic({'observation': obs[t]}, is_first[t], state)
+      action, state, _ = policy.act_deterministic({'observation': obs[t]},
+          is_first[t], state)
     else:
       action, state, _ = policy.act({'observation': obs[t]}, is_first[t], state,
                                     tf.constant([seed, t], tf.int32))
@@ -88,7 +89,8 @@ def test_history_changes_the_latent_only_for_a_recurrent_model(overrides,
   for history_seed in (1, 2):  # two different 5-step histories
     state = _state_after_history(policy, n, 5, 4, history_seed,
                                  deterministic=True)
-    _, state, _ = policy.act_deterministic({'observation': probe}, np.zeros(n, bool), state)
+    _, state, _ = policy.act_deterministic({'observation': probe},
+        np.zeros(n, bool), state)
     latents.append(state['latent'].numpy())
   gap = np.abs(latents[0] - latents[1]).max(-1)  # per environment
   if recurrent:
@@ -96,7 +98,8 @@ def test_history_changes_the_latent_only_for_a_recurrent_model(overrides,
   else:
     np.testing.assert_allclose(latents[0], latents[1], atol=1e-6)
     np.testing.assert_allclose(
-        latents[0], agent.world_model.encode({'observation': probe}).numpy(), atol=1e-5)
+        latents[0], agent.world_model.encode({'observation': probe}).numpy(),
+        atol=1e-5)
 
 
 def test_is_first_resets_the_state():
@@ -106,7 +109,8 @@ def test_is_first_resets_the_state():
   probe = _observations(n, 1, 4, seed=4)[0]
   # Rows 0 and 2 start an episode, row 1 continues its history.
   reset = np.array([True, False, True])
-  action, after, _ = policy.act_deterministic({'observation': probe}, reset, carried)
+  action, after, _ = policy.act_deterministic({'observation': probe},
+      reset, carried)
   fresh_action, fresh, _ = policy.act_deterministic(
       {'observation': probe}, np.ones(n, bool), policy.initial_state(n))
   np.testing.assert_allclose(after['latent'].numpy()[reset],
@@ -148,7 +152,8 @@ def test_planner_plans_from_the_recurrent_latent():
   state = _state_after_history(policy, n, 3, 3, seed=6)
   probe = _observations(n, 1, 3, seed=7)[0]
   seed = tf.constant([4, 5], tf.int32)
-  action, after, _ = policy.act({'observation': probe}, np.zeros(n, bool), state, seed)
+  action, after, _ = policy.act({'observation': probe},
+      np.zeros(n, bool), state, seed)
   expected_latent = agent.world_model.observe_step(
       state['latent'], state['action'], {'observation': probe}, tf.zeros([n]))
   np.testing.assert_allclose(after['latent'], expected_latent, atol=1e-6)
@@ -176,7 +181,8 @@ def test_uncertainty_check_uses_the_recurrent_latent():
   policy.uncertainty_threshold = float(np.median(u))
   unsure = u > policy.uncertainty_threshold
   assert 0 < unsure.sum() < n
-  action, after, stats = policy.act({'observation': probe}, np.zeros(n, bool), state, seed)
+  action, after, stats = policy.act({'observation': probe},
+      np.zeros(n, bool), state, seed)
   np.testing.assert_allclose(after['latent'], latent, atol=1e-6)
   assert float(stats['acting/uncertain_steps']) == unsure.sum()
   expected = np.where(unsure[:, None],
@@ -336,7 +342,8 @@ def _reference_returns(policy, spec, episodes, seed, carry=True):
       if not carry:
         state, first = policy.initial_state(1), True
       action, state, _ = policy.act_deterministic(
-          {'observation': np.asarray(obs, np.float32)[None]}, np.array([first]), state)
+          {'observation': np.asarray(obs, np.float32)[None]},
+              np.array([first]), state)
       obs, reward, terminated, truncated, _ = env.step(
           to_env_actions(action.numpy(), spec)[0])
       first, total, done = False, total + reward, terminated or truncated

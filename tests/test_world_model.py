@@ -67,7 +67,8 @@ def _reference_terms(wm, batch):
           1.0 - is_first),
       'continue_nll': np.mean(_bernoulli_nll(cont, cont_logits)),
       'decoder_nll': np.mean(
-          _normal_nll(obs.numpy(), wm.decoder(latent)['observation'].mean().numpy(), 1.0)),
+          _normal_nll(obs.numpy(),
+                      wm.decoder(latent)['observation'].mean().numpy(), 1.0)),
       'latent': latent.numpy(),
   }
 
