@@ -468,8 +468,9 @@ class TimedAgent:
     rng = np.random.default_rng(config.seed)
     self.batch = random_batch(spec, config.replay.batch_size,
                               config.replay.sequence_length, rng)
-    self.observation = tf.convert_to_tensor(rng.standard_normal(
-        (config.env.num_envs, spec.observation_dim)).astype(np.float32))
+    self.observation = {'observation': tf.convert_to_tensor(
+        rng.standard_normal((config.env.num_envs, spec.observation_dim)
+                            ).astype(np.float32))}
     seeds = tf.random.Generator.from_seed(config.seed)
     self.next_seed = lambda: tf.cast(seeds.make_seeds(1)[:, 0], tf.int32)
     self.env_step = steady_env_step(config)

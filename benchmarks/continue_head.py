@@ -70,7 +70,8 @@ def main(argv):
   for _ in range(FLAGS.updates):
     metrics = agent.learner.train_world_model(batch())
   model = agent.world_model
-  continues = model.continue_(model.encode(tf.constant(observation))).mean()
+  continues = model.continue_(model.encode(
+      {'observation': tf.constant(observation)})).mean()
   continues = continues.numpy()
   terminal = steps['is_terminal'].astype(bool)
   print(json.dumps({

@@ -75,11 +75,15 @@ def main(argv):
     from wm_tf.config import to_yaml
     print(to_yaml(config), end='')
     return
+  from wm_tf.config.validation import route_observation_keys
   from wm_tf.runtime.environments import inspect_env
   try:
-    # Before TensorFlow is imported: a bad id or space prints one line.
-    inspect_env(config.env.id, config.env.max_episode_steps)
-  except UnsupportedEnvironment as e:
+    # Before TensorFlow is imported: a bad id, space or observation key
+    # routing prints one line.
+    spec = inspect_env(config.env.id, config.env.max_episode_steps,
+                       options=config.env)
+    route_observation_keys(config, spec.observations)
+  except (UnsupportedEnvironment, ConfigError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   logdir = FLAGS.logdir or f'logdir/{config.env.id}-seed{config.seed}'

@@ -55,7 +55,7 @@ def small_config():
 @pytest.fixture
 def cartpole_spec():
   """CartPole-v1 as the agent sees it (without opening the environment)."""
-  return EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  return EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
 
 

@@ -10,7 +10,7 @@ from wm_tf.components.representation import REPRESENTATIONS, VQRepresentation
 from wm_tf.config import load_config
 from wm_tf.specs import EnvSpec
 
-SPEC = EnvSpec('Fake-v0', observation_dim=3, action_dim=2, discrete=True)
+SPEC = EnvSpec('Fake-v0', observations=3, action_dim=2, discrete=True)
 SMALL = ['encoder.units=8', 'encoder.layers=1',
          'representation_learner.units=8',
          'representation_learner.latent_dim=8',

@@ -201,7 +201,7 @@ def test_evaluate_policy_one_return_per_env(max_steps):
 
   def act(obs, is_first):
     firsts.append(np.array(is_first))
-    return np.eye(2)[_lean_policy(obs)]
+    return np.eye(2)[_lean_policy(obs['observation'])]
 
   try:
     returns = collector_lib.evaluate_policy(envs, spec, act, seed=seed)

@@ -20,7 +20,7 @@ from wm_tf.runtime.trainer import Trainer
 # A continuous-action agent whose imagination is deterministic: the actor's
 # std is pinned at 1e-6 and the dynamics' mean is taken, so one device and
 # two replicas (which draw different noise) must agree to float rounding.
-PENDULUM = EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
+PENDULUM = EnvSpec('Pendulum-v1', observations=3, action_dim=1,
                    discrete=False, low=(-2.0,), high=(2.0,))
 DETERMINISTIC = list(SMALL_OVERRIDES) + [
     'replay.batch_size=8', 'actor.min_std=1e-6', 'actor.max_std=1e-6',

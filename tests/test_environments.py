@@ -20,10 +20,11 @@ def test_cartpole_and_pendulum_specs():
 
 
 @pytest.mark.parametrize('observation_space, action_space, needles', [
-    (gym.spaces.Discrete(16), gym.spaces.Discrete(4), ['Discrete(16)']),
-    (gym.spaces.Dict({'a': VECTOR}), gym.spaces.Discrete(2), ['Dict']),
-    (gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), gym.spaces.Discrete(2),
-     ['64, 64, 3']),
+    (gym.spaces.MultiBinary(16), gym.spaces.Discrete(4), ['MultiBinary(16)']),
+    (gym.spaces.Dict({'a': gym.spaces.Tuple((VECTOR,))}),
+     gym.spaces.Discrete(2), ["key 'a'", 'Tuple']),
+    (gym.spaces.Box(0, 255, (64, 64), np.uint8), gym.spaces.Discrete(2),
+     ['64, 64']),
     (gym.spaces.Box(-1.0, 1.0, (8, 8), np.float32), gym.spaces.Discrete(2),
      ['rank 1']),
     (VECTOR, gym.spaces.MultiDiscrete([3, 2]), ['MultiDiscrete']),

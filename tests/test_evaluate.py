@@ -21,6 +21,7 @@ from wm_tf.runtime import evaluation
 from wm_tf.runtime.environments import to_env_actions
 from wm_tf.runtime.export import export_run
 from wm_tf.runtime.trainer import Trainer
+from wm_tf.specs import ObservationSpec
 
 SEED = 5
 
@@ -46,7 +47,8 @@ def _reference_returns(trainer, episodes, seed):
     total, done = 0.0, False
     while not done:
       action, state, _ = policy.act_deterministic(
-          np.asarray(obs, np.float32)[None], np.array([is_first]), state)
+          {'observation': np.asarray(obs, np.float32)[None]},
+              np.array([is_first]), state)
       action, is_first = action.numpy(), False
       obs, reward, terminated, truncated, _ = env.step(
           to_env_actions(action, trainer.spec)[0])
@@ -88,7 +90,8 @@ def test_run_directory_policy_gives_the_agents_returns(cartpole):
 
 def test_saved_model_policy_gives_the_same_returns(cartpole):
   policy = evaluation.policy_from_saved_model(cartpole['saved_model'])
-  assert policy.env_id is None and policy.observation_dim == 4
+  assert policy.env_id is None
+  assert policy.observations == (ObservationSpec('observation', (4,)),)
   returns = evaluation.run_episodes(policy, 'CartPole-v1', 4, SEED)
   np.testing.assert_array_equal(returns, cartpole['reference'])
 
@@ -171,7 +174,9 @@ def test_unusable_inputs_are_one_error(cartpole, tmp_path):
     evaluation.policy_from_saved_model(str(tmp_path / 'missing'))
   policy = evaluation.policy_from_run(cartpole['logdir'])
   with pytest.raises(evaluation.EvaluationError,
-                     match='observations of size 4'):
+                     match=(r'takes observations observation float32 \[4\], '
+                            r'but Pendulum-v1 gives observation float32 '
+                            r'\[3\]')):
     evaluation.run_episodes(policy, 'Pendulum-v1', 1, SEED)
   with pytest.raises(evaluation.EvaluationError, match='CartPol-v1'):
     evaluation.run_episodes(policy, 'CartPol-v1', 1, SEED)

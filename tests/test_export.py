@@ -44,7 +44,8 @@ def randomise(agent, observation_dim, seed):
         v.assign(v.numpy() + rng.normal(scale=scale, size=v.shape))
     probe = rng.normal(size=(256, observation_dim)).astype(np.float32)
     actor = agent.actor
-    outputs = actor.out(actor.mlp(agent.world_model.encode(probe))).numpy()
+    outputs = actor.out(actor.mlp(agent.world_model.encode(
+        {"observation": probe}))).numpy()
     actor.out.bias.assign(actor.out.bias.numpy() - np.median(outputs, 0))
 
 
@@ -65,7 +66,7 @@ def observations(n, dim, seed):
 def first_actions(policy, obs):
     """The in-process policy's deterministic actions on first steps."""
     n = len(obs)
-    return policy.act_deterministic(obs, np.ones(n, bool),
+    return policy.act_deterministic({"observation": obs}, np.ones(n, bool),
                                     policy.initial_state(n))[0].numpy()
 
 
@@ -171,6 +172,7 @@ def test_state_and_metadata(cartpole):
     model = cartpole["model"]
     assert model.initial_state(tf.constant(5))["state"].shape == (5, 0)
     meta = {k: v.numpy() for k, v in model.signatures["metadata"]().items()}
+    assert meta.pop("observation_keys").tolist() == [b"observation"]
     assert meta == {"state_size": 0, "observation_dim": 4, "action_dim": 2,
                     "discrete": True}
 
@@ -181,7 +183,8 @@ def test_sampling_is_reproducible_and_follows_the_actor(cartpole):
     # The observation whose action is least certain tests sampling most.
     candidates = observations(64, 4, seed=5)
     probs = agent.actor(
-        agent.world_model.encode(candidates)).probs_parameter().numpy()
+        agent.world_model.encode({"observation": candidates})
+    ).probs_parameter().numpy()
     i = np.argmin(np.abs(probs[:, 0] - 0.5))
     assert 0.2 < probs[i, 0] < 0.8
     obs = np.repeat(candidates[i:i + 1], 4000, axis=0)
@@ -336,8 +339,8 @@ def test_launcher_error_is_one_message(tmp_path, flags):
 
 @pytest.mark.parametrize("observation, state, message", [
     (np.zeros((2, 4)), np.zeros((1, 0)),
-     r"Input state must be float32 \[B, 0\] with B the batch size of "
-     r"observation \[B, 4\]"),
+     r"Input state must have the batch size B of the other inputs "
+     r"\(observation, state\)"),
     (np.zeros((1, 5)), np.zeros((1, 0)),
      r"Input observation must be float32 \[B, 4\]; got shape\] \[1 5\]"),
     (np.zeros((1, 4, 4)), np.zeros((1, 0)),

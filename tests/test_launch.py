@@ -230,6 +230,8 @@ CONFIG_ERRORS = [
 ENV_ERRORS = [
     (('--set', 'env.id=CartPol-v1'), ["'CartPol-v1'", "'CartPole-v1'"]),
     (('--set', 'env.id=Blackjack-v1'), ["'Blackjack-v1'", 'Tuple', 'Box']),
+    (('--set', 'encoder.mlp_keys=obs', '--set', 'encoder.cnn_keys=obs'),
+     ['select no observation key', 'observation (vector [4])']),
 ]
 
 

@@ -53,7 +53,7 @@ def _changed(before, variables):
 
 
 def _start_states(agent, batch):
-  latent = agent.world_model.encode(batch['observation'])
+  latent = agent.world_model.encode(batch)
   start = tf.reshape(latent, [-1, latent.shape[-1]])
   alive = 1.0 - tf.reshape(tf.cast(batch['is_terminal'], tf.float32), [-1])
   return start, alive
@@ -137,7 +137,7 @@ def test_train_world_model_leaves_actor_and_critic_unchanged(
 @pytest.fixture(scope='module')
 def jit_agent():
   """One XLA-compiled agent for the module: each compile takes seconds."""
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   one_layer = [f'{key}.layers=1' for key in (
       'encoder', 'dynamics', 'heads.reward', 'heads.continue',
@@ -201,7 +201,7 @@ def test_state_variables_cover_every_keras_variable(overrides):
   """Every variable Keras lists for the models and optimizers is in
   `state_variables`, so `compile_train` puts it back: also the ensemble's
   members, kept in a list the object graph misses."""
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   agent = _agent(list(SMALL_OVERRIDES) + overrides, spec)
   learner = agent.learner
@@ -219,7 +219,7 @@ def test_compile_train_changes_nothing_and_is_not_retraced():
   """compile_train: every variable back bit for bit, and the next steps
   equal those of an agent that never called it (same init, same batches),
   with one trace of `train` in all."""
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   overrides = list(SMALL_OVERRIDES) + [
       'run.jit=true', 'world_model.target=ema', 'acting.uncertainty=true',
@@ -266,12 +266,14 @@ def test_policy_act_traces_once_across_batch_sizes(jit_agent):
   for n in (1, 3, 7, 2):
     obs = tf.constant(rng.normal(size=(n, spec.observation_dim)), tf.float32)
     is_first = tf.constant(rng.random(n) < 0.5)
-    action, state, _ = policy.act(obs, is_first, policy.initial_state(n),
+    action, state, _ = policy.act({'observation': obs},
+        is_first, policy.initial_state(n),
                                   tf.constant([n, 0], tf.int32))
     action = action.numpy()
     assert action.shape == (n, spec.action_dim)
     np.testing.assert_allclose(action.sum(-1), 1.0, atol=1e-6)
-    mode = policy.act_deterministic(obs, is_first, state)[0].numpy()
+    mode = policy.act_deterministic({'observation': obs},
+        is_first, state)[0].numpy()
     assert mode.shape == (n, spec.action_dim)
     np.testing.assert_array_equal(mode.sum(-1), 1.0)
   assert policy.act.experimental_get_tracing_count() == 1

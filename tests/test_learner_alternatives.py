@@ -28,9 +28,9 @@ from wm_tf.agent.warmup import WARMUPS
 from wm_tf.config import ConfigError, load_config
 from wm_tf.runtime.environments import EnvSpec
 
-CARTPOLE = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+CARTPOLE = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                    discrete=True)
-PENDULUM = EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
+PENDULUM = EnvSpec('Pendulum-v1', observations=3, action_dim=1,
                    discrete=False, low=(-2.0,), high=(2.0,))
 
 
@@ -206,7 +206,7 @@ def test_actor_imagines_in_target_model(cartpole_spec, eager):
                         'world_model.target_every=1000'], cartpole_spec))
   learner = agent.learner
   batch = make_batch(cartpole_spec, np.random.default_rng(2))
-  start = tf.reshape(agent.world_model.encode(batch['observation']), [-1, 8])
+  start = tf.reshape(agent.world_model.encode(batch), [-1, 8])
   alive = tf.ones([start.shape[0]])
   imagined_reward = lambda: float(learner.actor_critic.loss(
       learner.target.model, start, alive, tf.constant([1, 1]))[1][
@@ -602,7 +602,8 @@ def test_matrix_trains_and_acts(name, eager, tmp_path):
 
   obs = tf.constant(rng.normal(size=(3, spec.observation_dim)), tf.float32)
   action, _, stats = agent.policy.act(
-      obs, tf.ones([3], tf.bool), agent.policy.initial_state(3),
+      {'observation': obs},
+          tf.ones([3], tf.bool), agent.policy.initial_state(3),
       tf.constant([1, 2]))
   action = action.numpy()
   assert action.shape == (3, spec.action_dim)
@@ -619,7 +620,7 @@ def test_matrix_trains_and_acts(name, eager, tmp_path):
       assert threshold == float(learner.uncertainty_calibration.threshold)
     else:
       assert threshold == 0.01
-    latent = agent.world_model.encode(obs)
+    latent = agent.world_model.encode({'observation': obs})
     unsure = agent.policy.uncertainty(
         latent, agent.actor(latent).sample(seed=tf.constant([1, 2])))
     assert count == float(np.sum(unsure.numpy() > threshold))

@@ -47,9 +47,9 @@ ENV_STEPS = (0, 1000, 3000)
 RTOL, ATOL = 1e-5, 1e-6
 EXTRA = list(SMALL_OVERRIDES) + ['representation_learner.deter_dim=16']
 SPECS = {
-    'cartpole': EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+    'cartpole': EnvSpec('CartPole-v1', observations=4, action_dim=2,
                         discrete=True),
-    'pendulum': EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
+    'pendulum': EnvSpec('Pendulum-v1', observations=3, action_dim=1,
                         discrete=False, low=(-2.0,), high=(2.0,)),
 }
 # New metric name -> the name it was recorded under.

@@ -177,7 +177,7 @@ MPC_SMALL = ['imagination.mode=mpc', 'mpc.samples=8', 'mpc.horizon=2',
     ['acting.uncertainty=true', 'acting.fallback=mpc'],
 ], ids=['mode', 'fallback'])
 def test_unbounded_continuous_actions_refused_with_config_error(overrides):
-  spec = EnvSpec('Unbounded-v0', observation_dim=3, action_dim=2,
+  spec = EnvSpec('Unbounded-v0', observations=3, action_dim=2,
                  discrete=False, low=(-np.inf, -1.0), high=(np.inf, 1.0))
   config = load_config(None, list(SMALL_OVERRIDES) + overrides)
   with pytest.raises(ConfigError, match='unbounded') as error:
@@ -186,7 +186,7 @@ def test_unbounded_continuous_actions_refused_with_config_error(overrides):
 
 
 def test_mpc_mode_acts_with_planner_inside_bounds():
-  spec = EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
+  spec = EnvSpec('Pendulum-v1', observations=3, action_dim=1,
                  discrete=False, low=(-2.0,), high=(2.0,))
   keras.utils.set_random_seed(0)
   agent = build_agent(load_config(
@@ -194,7 +194,8 @@ def test_mpc_mode_acts_with_planner_inside_bounds():
       spec)
   assert agent.policy.planner is not None
   obs = tf.constant(np.random.default_rng(0).normal(size=(5, 3)), tf.float32)
-  action, state, _ = agent.policy.act(obs, tf.ones([5], tf.bool),
+  action, state, _ = agent.policy.act({'observation': obs},
+      tf.ones([5], tf.bool),
                                       agent.policy.initial_state(5),
                                       tf.constant([1, 2]))
   action = action.numpy()
@@ -202,7 +203,7 @@ def test_mpc_mode_acts_with_planner_inside_bounds():
   assert action.shape == (5, 1)
   assert np.all(np.abs(action) <= 2.0)
   # Same seed, same plan; the planner, not the actor, chose it.
-  latent = agent.world_model.encode(obs)
+  latent = agent.world_model.encode({'observation': obs})
   np.testing.assert_allclose(
       agent.policy.planner.plan(latent, tf.constant([1, 2])).numpy(), action,
       rtol=1e-5, atol=1e-6)

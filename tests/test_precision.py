@@ -30,7 +30,7 @@ def _parts(agent):
 @pytest.fixture(scope='module')
 def agents():
   """(float32 agent, bfloat16 agent with the float32 agent's weights)."""
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   keras.utils.set_random_seed(0)
   single = build_agent(load_config(None, SMALL_OVERRIDES), spec)
@@ -46,7 +46,7 @@ def test_bfloat16_layers_keep_float32_weights(agents):
   _, half = agents
   # Per-layer policies: building a bfloat16 agent leaves the global one.
   assert keras.config.dtype_policy().name == 'float32'
-  layers = [half.world_model.encoder.mlp.dense_0, half.actor.out,
+  layers = [half.world_model.encoder.mlp.mlp.dense_0, half.actor.out,
             half.critic.mlp.norm_0, half.world_model.dynamics.mean,
             half.world_model.representation.out]
   for layer in layers:
@@ -60,11 +60,11 @@ def test_bfloat16_distributions_are_float32(agents, batch_factory):
   _, half = agents
   batch = batch_factory(0)
   wm = half.world_model
-  latent = wm.encode(batch['observation'])  # [B, T, D]
+  latent = wm.encode(batch)  # [B, T, D]
   action = tf.cast(batch['action'], tf.float32)
   seed = tf.constant([1, 2], tf.int32)
   assert latent.dtype == tf.float32
-  features = wm.encoder(batch['observation'])
+  features = wm.encoder(batch)
   assert features.dtype == tf.float32
   outputs = {
       'dynamics mean': wm.dynamics(latent, action).mean(),
@@ -72,12 +72,12 @@ def test_bfloat16_distributions_are_float32(agents, batch_factory):
       'dynamics sample': wm.dynamics(latent, action).sample(seed=seed),
       'reward': wm.reward(latent).mean(),
       'continue': wm.continue_(latent).probs_parameter(),
-      'decoder': wm.decoder(latent).mean(),
+      'decoder': wm.decoder(latent)['observation'].mean(),
       'representation': wm.representation(features).mode(),
       'actor sample': half.actor(latent).sample(seed=seed),
       'actor log_prob': half.actor(latent).log_prob(action),
       'critic': half.critic(latent).mean(),
-      'act': half.policy.act(batch['observation'][:, 0],
+      'act': half.policy.act({'observation': batch['observation'][:, 0]},
                              batch['is_first'][:, 0],
                              half.policy.initial_state(len(batch['action'])),
                              seed)[0],
@@ -99,8 +99,8 @@ def test_bfloat16_loss_near_float32_with_the_same_weights(agents,
   assert reduced != full  # bfloat16 did compute
   # bfloat16 keeps 8 bits of mantissa (relative error ~ 4e-3 per value).
   np.testing.assert_allclose(reduced, full, rtol=2e-2)
-  value = single.critic(single.world_model.encode(batch['observation']))
-  value_half = half.critic(half.world_model.encode(batch['observation']))
+  value = single.critic(single.world_model.encode(batch))
+  value_half = half.critic(half.world_model.encode(batch))
   np.testing.assert_allclose(value_half.mean(), value.mean(), atol=5e-2)
 
 

@@ -23,9 +23,9 @@ from wm_tf.runtime.environments import (EnvSpec, inspect_env, make_vector_env,
                                         to_env_actions)
 from wm_tf.runtime.trainer import Trainer
 
-CARTPOLE = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+CARTPOLE = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                    discrete=True)
-PENDULUM = EnvSpec('Pendulum-v1', observation_dim=3, action_dim=1,
+PENDULUM = EnvSpec('Pendulum-v1', observations=3, action_dim=1,
                    discrete=False, low=(-2.0,), high=(2.0,))
 RSSM = ['representation_learner.type=rssm',
         'representation_learner.deter_dim=16']
@@ -51,9 +51,10 @@ def _step_through(policy, obs, is_first, seed=0, deterministic=False):
   actions, latents = [], []
   for t in range(len(obs)):
     if deterministic:
-      action, state, _ = policy.act_deterministic(obs[t], is_first[t], state)
+      action, state, _ = policy.act_deterministic({'observation': obs[t]},
+          is_first[t], state)
     else:
-      action, state, _ = policy.act(obs[t], is_first[t], state,
+      action, state, _ = policy.act({'observation': obs[t]}, is_first[t], state,
                                     tf.constant([seed, t], tf.int32))
     actions.append(action.numpy())
     latents.append(state['latent'].numpy())
@@ -90,7 +91,8 @@ def test_history_changes_the_latent_only_for_a_recurrent_model(overrides,
   for history_seed in (1, 2):  # two different 5-step histories
     state = _state_after_history(policy, n, 5, 4, history_seed,
                                  deterministic=True)
-    _, state, _ = policy.act_deterministic(probe, np.zeros(n, bool), state)
+    _, state, _ = policy.act_deterministic({'observation': probe},
+        np.zeros(n, bool), state)
     latents.append(state['latent'].numpy())
   gap = np.abs(latents[0] - latents[1]).max(-1)  # per environment
   if recurrent:
@@ -98,7 +100,8 @@ def test_history_changes_the_latent_only_for_a_recurrent_model(overrides,
   else:
     np.testing.assert_allclose(latents[0], latents[1], atol=1e-6)
     np.testing.assert_allclose(
-        latents[0], agent.world_model.encode(probe).numpy(), atol=1e-5)
+        latents[0], agent.world_model.encode({'observation': probe}).numpy(),
+        atol=1e-5)
 
 
 def test_is_first_resets_the_state():
@@ -108,9 +111,10 @@ def test_is_first_resets_the_state():
   probe = _observations(n, 1, 4, seed=4)[0]
   # Rows 0 and 2 start an episode, row 1 continues its history.
   reset = np.array([True, False, True])
-  action, after, _ = policy.act_deterministic(probe, reset, carried)
+  action, after, _ = policy.act_deterministic({'observation': probe},
+      reset, carried)
   fresh_action, fresh, _ = policy.act_deterministic(
-      probe, np.ones(n, bool), policy.initial_state(n))
+      {'observation': probe}, np.ones(n, bool), policy.initial_state(n))
   np.testing.assert_allclose(after['latent'].numpy()[reset],
                              fresh['latent'].numpy()[reset], atol=1e-6)
   np.testing.assert_array_equal(action.numpy()[reset],
@@ -119,7 +123,7 @@ def test_is_first_resets_the_state():
   # A step from the initial state is a first step whatever is_first says
   # (the SavedModel resets rows this way).
   _, unflagged, _ = policy.act_deterministic(
-      probe, np.zeros(n, bool), policy.initial_state(n))
+      {'observation': probe}, np.zeros(n, bool), policy.initial_state(n))
   np.testing.assert_allclose(unflagged['latent'], fresh['latent'], atol=1e-6)
 
 
@@ -152,14 +156,15 @@ def test_planner_plans_from_the_recurrent_latent(rssm):
   state = _state_after_history(policy, n, 3, 3, seed=6)
   probe = _observations(n, 1, 3, seed=7)[0]
   seed = tf.constant([4, 5], tf.int32)
-  action, after, _ = policy.act(probe, np.zeros(n, bool), state, seed)
+  action, after, _ = policy.act({'observation': probe},
+      np.zeros(n, bool), state, seed)
   expected_latent = agent.world_model.observe_step(
-      state['latent'], state['action'], probe, tf.zeros([n]))
+      state['latent'], state['action'], {'observation': probe}, tf.zeros([n]))
   np.testing.assert_allclose(after['latent'], expected_latent, atol=1e-6)
   np.testing.assert_allclose(
       action, policy.planner.plan(expected_latent, seed), atol=1e-5)
   # Planning from the history-free latent would give other plans.
-  alone = agent.world_model.encode(probe)
+  alone = agent.world_model.encode({'observation': probe})
   assert np.abs(alone - expected_latent).max() > 1e-2
 
 
@@ -175,20 +180,21 @@ def test_uncertainty_check_uses_the_recurrent_latent(rssm):
   # without the policy; the threshold (read when `act` is first traced)
   # splits the states in two.
   latent = agent.world_model.observe_step(
-      state['latent'], state['action'], probe, tf.zeros([n]))
+      state['latent'], state['action'], {'observation': probe}, tf.zeros([n]))
   sampled = agent.actor(latent).sample(seed=seed)
   u = policy.uncertainty(latent, sampled).numpy()
   policy.uncertainty_threshold = float(np.median(u))
   unsure = u > policy.uncertainty_threshold
   assert 0 < unsure.sum() < n
-  action, after, stats = policy.act(probe, np.zeros(n, bool), state, seed)
+  action, after, stats = policy.act({'observation': probe},
+      np.zeros(n, bool), state, seed)
   np.testing.assert_allclose(after['latent'], latent, atol=1e-6)
   assert float(stats['acting/uncertain_steps']) == unsure.sum()
   expected = np.where(unsure[:, None],
                       agent.actor(latent).deterministic_action(), sampled)
   np.testing.assert_allclose(action, expected, atol=1e-6)
   # The history-free latent would be judged differently.
-  alone = agent.world_model.encode(probe)
+  alone = agent.world_model.encode({'observation': probe})
   u_alone = policy.uncertainty(alone, agent.actor(alone).sample(seed=seed))
   assert np.abs(u_alone.numpy() - u).max() > 1e-3
 
@@ -344,7 +350,8 @@ def _reference_returns(policy, spec, episodes, seed, carry=True):
       if not carry:
         state, first = policy.initial_state(1), True
       action, state, _ = policy.act_deterministic(
-          np.asarray(obs, np.float32)[None], np.array([first]), state)
+          {'observation': np.asarray(obs, np.float32)[None]},
+              np.array([first]), state)
       obs, reward, terminated, truncated, _ = env.step(
           to_env_actions(action.numpy(), spec)[0])
       first, total, done = False, total + reward, terminated or truncated

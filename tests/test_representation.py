@@ -551,17 +551,17 @@ def test_world_model_with_rssm_uses_prior_as_dynamics_and_acts_stepwise():
   # first-step states of encode).
   states = world_model.latent_states(batch).numpy()
   assert np.max(np.abs(states[:, 1:] - world_model.encode(
-      batch['observation']).numpy()[:, 1:])) > 1e-3
+      {'observation': batch['observation']}).numpy()[:, 1:])) > 1e-3
 
   # Acting step by step gives the posterior modes of observe_sequence.
-  features = world_model.encoder(batch['observation'])
+  features = world_model.encoder(batch)
   modes = world_model.representation.observe_sequence(
       features, batch['action'], tf.cast(batch['is_first'], tf.float32))[0]
   state = world_model.initial_state(4)
   action = tf.zeros((4, 2))
   for t in range(8):
     state = world_model.observe_step(
-        state, action, batch['observation'][:, t],
+        state, action, {'observation': batch['observation'][:, t]},
         tf.cast(batch['is_first'][:, t], tf.float32))
     action = batch['action'][:, t]
     np.testing.assert_allclose(state.numpy(), modes.numpy()[:, t],
@@ -575,7 +575,7 @@ def test_latent_states_of_stateless_learners_are_encodings(kind):
   batch = cartpole_like_batch()
   np.testing.assert_allclose(
       world_model.latent_states(batch).numpy(),
-      world_model.encode(batch['observation']).numpy(), rtol=1e-6, atol=1e-6)
+      world_model.encode(batch).numpy(), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------

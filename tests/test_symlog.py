@@ -68,15 +68,23 @@ def test_symlog_agent_wraps_encoder_heads_and_critics(cartpole_spec):
       None, list(SMALL_OVERRIDES) + ['imagination.symlog=true']),
       cartpole_spec)
   wm = agent.world_model
-  assert isinstance(wm.encoder, SymlogInputs)
-  for head in (wm.reward, wm.decoder, agent.critic, agent.slow_critic):
+  # The vector branch of the multi-key encoder and decoder.
+  assert isinstance(wm.encoder.mlp, SymlogInputs) and wm.decoder.symlog
+  for head in (wm.reward, agent.critic, agent.slow_critic):
     assert isinstance(head, SymlogHead)
   assert not isinstance(wm.continue_, SymlogHead)  # a probability
 
   obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32) * 100
-  np.testing.assert_allclose(wm.encoder(obs).numpy(),
-                             wm.encoder.inner(np_symlog(obs)).numpy(),
+  np.testing.assert_allclose(wm.encoder({'observation': obs}).numpy(),
+                             wm.encoder.mlp.inner(np_symlog(obs)).numpy(),
                              rtol=1e-5, atol=1e-6)
+  latent = wm.encode({'observation': obs})
+  decoded = wm.decoder(latent)['observation']
+  mean = wm.decoder.mlp(latent).mean().numpy()
+  np.testing.assert_allclose(decoded.mean().numpy(), np_symexp(mean),
+                             rtol=1e-5, atol=1e-5)
+  want = (-0.5 * (np_symlog(obs) - mean) ** 2).sum(-1) - 2 * np.log(2 * np.pi)
+  np.testing.assert_allclose(decoded.log_prob(obs).numpy(), want, rtol=1e-4)
 
   # The reward head is trained on symlog(reward) and read out with symexp.
   out = wm.reward.inner.out

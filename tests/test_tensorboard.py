@@ -159,38 +159,45 @@ def test_prediction_figure_is_an_rgb_image():
 
 @pytest.fixture(scope='module')
 def world_model():
-  spec = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+  spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
   return build_agent(load_config(None, SMALL_OVERRIDES), spec).world_model
+
+
+def _predict(world_model, observation, action):
+  """Open-loop predictions [T, O] of a one-key (vector) environment."""
+  return tensorboard_images.open_loop_prediction(
+      world_model, {'observation': observation}, action)['observation']
 
 
 def test_open_loop_prediction_sees_the_first_observation_only(world_model):
   rng = np.random.default_rng(1)
   obs = rng.normal(size=(6, 4)).astype(np.float32)
   action = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 6)]
-  predicted = tensorboard_images.open_loop_prediction(world_model, obs, action)
+  predicted = _predict(world_model, obs, action)
   assert predicted.shape == (6, 4)
   # Step 0 is the reconstruction of o_0.
-  reconstruction = world_model.decoder(world_model.encode(obs[:1])).mean()
+  reconstruction = world_model.decoder(
+      world_model.encode({'observation': obs[:1]}))['observation'].mean()
   np.testing.assert_allclose(predicted[0], reconstruction.numpy()[0],
                              rtol=1e-5, atol=1e-6)
   # Later observations are not looked at (open loop).
   other = obs.copy()
   other[1:] = rng.normal(size=(5, 4))
   np.testing.assert_array_equal(
-      tensorboard_images.open_loop_prediction(world_model, other, action),
+      _predict(world_model, other, action),
       predicted)
   # a_t leads from step t to t+1: changing a_2 changes steps 3 on only.
   changed = action.copy()
   changed[2] = 1.0 - changed[2]
-  again = tensorboard_images.open_loop_prediction(world_model, obs, changed)
+  again = _predict(world_model, obs, changed)
   np.testing.assert_array_equal(again[:3], predicted[:3])
   assert not np.allclose(again[3:], predicted[3:])
   # The last action leads nowhere inside the sequence.
   changed = action.copy()
   changed[5] = 1.0 - changed[5]
   np.testing.assert_array_equal(
-      tensorboard_images.open_loop_prediction(world_model, obs, changed),
+      _predict(world_model, obs, changed),
       predicted)
 
 
@@ -207,7 +214,7 @@ def test_write_open_loop_image_uses_one_episode_of_the_batch(
   writer = tf.summary.create_file_writer(str(tmp_path))
   mse = tensorboard_images.write_open_loop_image(writer, world_model, batch,
                                                  step=7)
-  expected = tensorboard_images.open_loop_prediction(
+  expected = _predict(
       world_model, batch['observation'][1, 2:], batch['action'][1, 2:])
   assert mse == pytest.approx(
       float(np.mean((expected - batch['observation'][1, 2:]) ** 2)))

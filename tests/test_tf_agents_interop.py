@@ -51,7 +51,8 @@ def make_agent(env_id, seed, representation="mlp"):
         v.assign(v.numpy() + rng.normal(scale=scale, size=v.shape))
     probe = rng.normal(size=(256, spec.observation_dim)).astype(np.float32)
     actor = agent.actor
-    outputs = actor.out(actor.mlp(agent.world_model.encode(probe))).numpy()
+    outputs = actor.out(actor.mlp(agent.world_model.encode(
+        {"observation": probe}))).numpy()
     actor.out.bias.assign(actor.out.bias.numpy() - np.median(outputs, 0))
     return agent, spec
 
@@ -68,7 +69,8 @@ def expected_actions(agent, spec, obs):
     environment's form (the MLP representation ignores the state)."""
     n = len(obs)
     actions = agent.policy.act_deterministic(
-        obs, np.ones(n, bool), agent.policy.initial_state(n))[0].numpy()
+        {"observation": obs}, np.ones(n, bool),
+        agent.policy.initial_state(n))[0].numpy()
     return actions.argmax(-1) if spec.discrete else actions
 
 
@@ -201,11 +203,11 @@ def test_recurrent_state_is_carried_and_reset():
     own = agent.policy
     flat = lambda s: np.concatenate([s["latent"], s["action"]], -1)
     _, first_state, _ = own.act_deterministic(
-        obs[0], np.ones(3, bool), own.initial_state(3))
+        {"observation": obs[0]}, np.ones(3, bool), own.initial_state(3))
     _, second_state, _ = own.act_deterministic(
-        obs[1], np.zeros(3, bool), first_state)
+        {"observation": obs[1]}, np.zeros(3, bool), first_state)
     _, fresh_state, _ = own.act_deterministic(
-        obs[1], np.ones(3, bool), own.initial_state(3))
+        {"observation": obs[1]}, np.ones(3, bool), own.initial_state(3))
 
     first = policy.action(time_steps(obs[0], ts.StepType.FIRST), state)
     np.testing.assert_allclose(first.state, flat(first_state), atol=1e-5)

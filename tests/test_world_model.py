@@ -48,7 +48,7 @@ def _reference_terms(wm, batch):
   obs = batch['observation']
   is_first = batch['is_first'].numpy().astype(np.float64)
   cont = 1.0 - batch['is_terminal'].numpy().astype(np.float64)
-  latent = wm.encode(obs)
+  latent = wm.encode({'observation': obs})
   prediction = wm.dynamics(latent[:, :-1], batch['action'][:, :-1])
   target = latent.numpy()[:, 1:]
   real = 1.0 - is_first[:, 1:]
@@ -67,7 +67,8 @@ def _reference_terms(wm, batch):
           1.0 - is_first),
       'continue_nll': np.mean(_bernoulli_nll(cont, cont_logits)),
       'decoder_nll': np.mean(
-          _normal_nll(obs.numpy(), wm.decoder(latent).mean().numpy(), 1.0)),
+          _normal_nll(obs.numpy(),
+                      wm.decoder(latent)['observation'].mean().numpy(), 1.0)),
       'latent': latent.numpy(),
   }
 
@@ -214,7 +215,7 @@ def test_dynamics_averages_over_real_transitions_only(
 
 def _dynamics_nll_with_target(wm, batch, constant_target):
   """The masked dynamics NLL, target either a constant or the live latent."""
-  latent = wm.encode(batch['observation'])
+  latent = wm.encode(batch)
   target = latent[:, 1:]
   if constant_target:
     target = tf.constant(target.numpy())

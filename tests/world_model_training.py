@@ -16,7 +16,7 @@ from wm_tf.agent.builder import build_world_model
 from wm_tf.config import load_config
 from wm_tf.runtime.environments import EnvSpec
 
-CARTPOLE_SPEC = EnvSpec('CartPole-v1', observation_dim=4, action_dim=2,
+CARTPOLE_SPEC = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                         discrete=True)
 
 

@@ -2,7 +2,8 @@
 
 Batches are time-major within each sequence: every tensor is [B, T, ...],
 T the time axis, holding the replay's step records (see
-`wm_tf.runtime.replay`): step t has observation o_t, the action a_t taken
+`wm_tf.runtime.replay`): step t has observation o_t (a dict of keys, each
+an entry of the batch: `wm_tf.specs`), the action a_t taken
 at o_t, the reward r_t received on arriving at o_t, and flags is_first /
 is_terminal.
 
@@ -35,13 +36,17 @@ class WorldModel(keras.Model):
   """Holds the world-model components and computes their NLL loss.
 
   Args:
-    encoder: observations [..., O] -> features [..., F].
+    encoder: observation dicts {key: [..., *shape]} -> features [..., F]
+      (a `wm_tf.components.multi_key.MultiKeyEncoder`: it reads its keys
+      of any dict, a whole batch included).
     representation: a representation learner (see
       `wm_tf.components.representation`): features -> latents [..., D],
       and a [B, T] sequence -> training latents plus its own loss.
     dynamics: (latent [..., D], action [..., A]) -> distribution [..., D],
       with `transition_loss` (see `wm_tf.components.dynamics`).
-    reward, continue_, decoder: heads on latents [..., D].
+    reward, continue_: heads on latents [..., D].
+    decoder: latents [..., D] -> {key: distribution} with `targets`
+      (a `MultiKeyDecoder`); its loss is the sum of the keys' NLLs.
     loss_scales: weights of the terms LOSS_TERMS, one each ('dynamics',
       'reward', 'continue', 'decoder'; the representation's own loss
       carries its own weights).
@@ -157,8 +162,8 @@ class WorldModel(keras.Model):
     """Whether the latent state carries history (acting needs its state)."""
     return self.representation.recurrent
 
-  def encode(self, observation: tf.Tensor) -> tf.Tensor:
-    """Latent states [..., D] (the mode) of observations [..., O].
+  def encode(self, observation: Dict[str, tf.Tensor]) -> tf.Tensor:
+    """Latent states [..., D] (the mode) of observation dicts.
 
     For a recurrent representation this is the state of a first step (no
     history); acting with history uses `observe_step`.
@@ -179,7 +184,7 @@ class WorldModel(keras.Model):
     Args:
       prev_state: [N, D], the state after o_{t-1} (or `initial_state`).
       prev_action: [N, A], a_{t-1}.
-      observation: o_t [N, O].
+      observation: o_t, {key: [N, *shape]}.
       is_first: [N], 1 where o_t starts an episode (resets the state).
     Stateless representations ignore prev_state and prev_action.
     """
@@ -189,11 +194,11 @@ class WorldModel(keras.Model):
   def latent_states(self, batch: Dict[str, tf.Tensor]) -> tf.Tensor:
     """Latent states [B, T, D] (modes) of a [B, T] sequence batch.
 
-    Unlike `encode(batch['observation'])` this sees the sequence: a
+    Unlike `encode(batch)` this sees the sequence: a
     recurrent representation carries its state along it (resetting at
     is_first); for the others the two are the same.
     """
-    features = self.encoder(batch['observation'])
+    features = self.encoder(batch)
     return self.representation.observe_sequence(
         features, batch['action'], tf.cast(batch['is_first'], tf.float32),
         seed=None)[0]
@@ -216,8 +221,9 @@ class WorldModel(keras.Model):
     """The named terms of the negative log-likelihood of a batch.
 
     Args:
-      batch: 'observation' [B, T, O], 'action' [B, T, A], 'reward' [B, T],
-        'is_first' [B, T], 'is_terminal' [B, T] (floats or bools).
+      batch: the observation keys {key: [B, T, *shape]}, 'action'
+        [B, T, A], 'reward' [B, T], 'is_first' [B, T], 'is_terminal'
+        [B, T] (floats or bools).
       seed: int32 [2] stateless seed of the representation's samples and
         the dynamics' bootstrap; None draws `next_seed()`.
 
@@ -230,12 +236,10 @@ class WorldModel(keras.Model):
       seed = self.next_seed()
     representation_seed, dynamics_seed = tf.unstack(
         tfp.random.split_seed(seed, n=2))
-    obs, action, reward = (batch['observation'], batch['action'],
-                           batch['reward'])
+    action, reward = batch['action'], batch['reward']
     is_first = tf.cast(batch['is_first'], tf.float32)
     cont = 1.0 - tf.cast(batch['is_terminal'], tf.float32)
-
-    features = self.encoder(obs)
+    features = self.encoder(batch)
     latent, representation_loss, representation_metrics = (
         self.representation.observe_sequence(
             features, action, is_first, seed=representation_seed))
@@ -251,8 +255,8 @@ class WorldModel(keras.Model):
     not_first = 1.0 - is_first
     reward_nll = masked_mean(-self.reward(latent).log_prob(reward), not_first)
     continue_nll = tf.reduce_mean(-self.continue_(latent).log_prob(cont))
-    decoder_nll = tf.reduce_mean(-self.decoder(latent).log_prob(obs))
-
+    decoder_nlls = self.decoder_nlls(latent, batch)
+    decoder_nll = tf.add_n(list(decoder_nlls.values()))
     terms = {'dynamics': dynamics_loss, 'reward': reward_nll,
              'continue': continue_nll, 'decoder': decoder_nll,
              'representation': representation_loss}
@@ -264,10 +268,19 @@ class WorldModel(keras.Model):
         'world_model/representation_loss': representation_loss,
         'world_model/latent_abs_mean': tf.reduce_mean(tf.abs(latent)),
     }
+    for key, value in decoder_nlls.items():
+      metrics[f'world_model/decoder_nll/{key}'] = value
     for name, value in list(dynamics_metrics.items()) + list(
         representation_metrics.items()):
       metrics[f'world_model/{name}'] = value
     return terms, latent, metrics
+
+  def decoder_nlls(self, latent: tf.Tensor, batch: Dict[str, tf.Tensor]
+                   ) -> Dict[str, tf.Tensor]:
+    """{decoded key: mean NLL over [B, T] of its reconstruction}."""
+    targets = self.decoder.targets(batch)
+    return {key: tf.reduce_mean(-dist.log_prob(targets[key]))
+            for key, dist in self.decoder(latent).items()}
 
   def world_model_loss(self, batch: Dict[str, tf.Tensor],
                        seed: Optional[tf.Tensor] = None

@@ -27,10 +27,13 @@ from wm_tf.agent.targets import WORLD_MODEL_TARGETS
 from wm_tf.agent.warmup import WARMUPS, Phase, WarmupSchedule
 from wm_tf.components.actor import Actor
 from wm_tf.components.dynamics import DYNAMICS
+from wm_tf.components.conv import ConvDecoder, ConvEncoder
 from wm_tf.components.encoder import VectorEncoder
 from wm_tf.components.heads import ContinueHead, Decoder, RewardHead, ValueHead
+from wm_tf.components.multi_key import MultiKeyDecoder, MultiKeyEncoder
 from wm_tf.components.representation import REPRESENTATIONS
 from wm_tf.config import Config, ConfigError, MLPConfig
+from wm_tf.config.validation import route_observation_keys
 from wm_tf.specs import EnvSpec
 from wm_tf.world_model import WorldModel
 
@@ -97,8 +100,9 @@ def representation_arguments(config: Config, spec: EnvSpec) -> dict:
                 activation=rep.activation)
   by_type = {
       'mlp': common,
-      'none': dict(feature_dim=config.encoder.units),
-      'mlp_autoencoder': dict(common, feature_dim=config.encoder.units,
+      'none': dict(feature_dim=encoder_output_dim(config, spec)),
+      'mlp_autoencoder': dict(common,
+                              feature_dim=encoder_output_dim(config, spec),
                               aux_scale=rep.aux_scale),
       'vae': dict(common, beta=rep.beta),
       'contrastive': dict(common, temperature=rep.temperature,
@@ -186,13 +190,71 @@ def build_world_model(config: Config, spec: EnvSpec,
     raise ConfigError(str(e)) from None
 
 
+def _conv_arguments(config: Config, activation: str) -> dict:
+  e = config.encoder
+  # norm: the convolutions are normalised as the MLPs are (LayerNorm).
+  return dict(depth=e.cnn_depth, kernel=e.cnn_kernel,
+              min_resolution=e.cnn_min_resolution, activation=activation,
+              norm=True)
+
+
+def encoder_output_dim(config: Config, spec: EnvSpec) -> int:
+  """F, the size of the multi-key encoder's features: encoder.units for
+  the vector keys plus each image key's CNN features."""
+  vectors, images = route_observation_keys(config, spec.observations)['encoder']
+  size = config.encoder.units if vectors else 0
+  if images:
+    conv = ConvEncoder(**_conv_arguments(config, config.encoder.activation))
+    size += sum(conv.output_dim(spec.observation(k).shape) for k in images)
+  return size
+
+
+def build_encoder(config: Config, spec: EnvSpec, symlog,
+                  dtype=None) -> MultiKeyEncoder:
+  """The multi-key encoder of the keys `encoder.mlp_keys` / `cnn_keys`
+  select; its MLP branch (in symlog space with imagination.symlog) is the
+  `VectorEncoder` of `encoder`."""
+  vectors, images = route_observation_keys(config, spec.observations)['encoder']
+  mlp = None
+  if vectors:
+    mlp = symlog(construct(VectorEncoder, _mlp(config.encoder),
+                           name='encoder', dtype=dtype))
+  cnn = []
+  if images:
+    cnn = [construct(ConvEncoder,
+                     _conv_arguments(config, config.encoder.activation),
+                     name=f'cnn_encoder_{i}', dtype=dtype)
+           for i in range(len(images))]
+  return MultiKeyEncoder(vectors, images, mlp, cnn, name='encoder')
+
+
+def build_decoder(config: Config, spec: EnvSpec, dtype=None
+                  ) -> MultiKeyDecoder:
+  """The multi-key decoder of the keys `heads.decoder.mlp_keys` /
+  `cnn_keys` select (by default those the encoder reads)."""
+  vectors, images = route_observation_keys(config, spec.observations)['decoder']
+  sizes = [spec.observation(k).shape[0] for k in vectors]
+  mlp = None
+  if vectors:
+    mlp = construct(Decoder, dict(_mlp(config.heads.decoder),
+                                  observation_dim=sum(sizes)),
+                    name='decoder', dtype=dtype)
+  cnn = []
+  if images:
+    cnn = [construct(ConvDecoder, dict(
+        _conv_arguments(config, config.heads.decoder.activation),
+        shape=spec.observation(k).shape), name=f'cnn_decoder_{i}',
+        dtype=dtype) for i, k in enumerate(images)]
+  return MultiKeyDecoder(vectors, sizes, images, mlp, cnn,
+                         symlog=config.imagination.symlog, name='decoder')
+
+
 def _world_model(config, spec, name, representation, dynamics, symlog):
   scales = config.world_model.loss_scales
   dtype = dtype_policy(config)
   heads = config.heads
   return WorldModel(
-      encoder=symlog(construct(VectorEncoder, _mlp(config.encoder),
-                               name='encoder', dtype=dtype)),
+      encoder=build_encoder(config, spec, symlog, dtype),
       representation=representation,
       dynamics=dynamics,
       reward=symlog(construct(
@@ -201,10 +263,7 @@ def _world_model(config, spec, name, representation, dynamics, symlog):
           name='reward', dtype=dtype)),
       continue_=construct(ContinueHead, _mlp(heads.continue_),
                           name='continue', dtype=dtype),
-      decoder=symlog(construct(
-          Decoder, dict(_mlp(heads.decoder),
-                        observation_dim=spec.observation_dim),
-          name='decoder', dtype=dtype)),
+      decoder=build_decoder(config, spec, dtype),
       loss_scales=dict(dynamics=scales.dynamics, reward=scales.reward,
                        decoder=scales.decoder, **{'continue': scales.continue_}),
       stop_gradient_target=config.world_model.stop_gradient_target,
@@ -349,7 +408,7 @@ def _policy(config: Config, spec: EnvSpec, world_model: WorldModel,
         horizon=m.horizon, samples=m.samples, iterations=m.iterations,
         elites=m.elites, gamma=config.imagination.gamma)
   return Policy(
-      world_model, actor_critic.actor, spec.observation_dim,
+      world_model, actor_critic.actor, spec.observations,
       jit_compile=config.run.jit,
       planner=planner if mode.acts_with_planner else None,
       uncertainty_threshold=(
@@ -387,7 +446,8 @@ def example_batch(spec: EnvSpec, batch_size: int = 1, length: int = 2
   """A zero batch [batch_size, length, ...] in the replay's step format."""
   shape = (batch_size, length)
   return {
-      'observation': tf.zeros(shape + (spec.observation_dim,)),
+      **{o.key: tf.zeros(shape + o.shape, o.dtype)
+         for o in spec.observations},
       'action': tf.zeros(shape + (spec.action_dim,)),
       'reward': tf.zeros(shape),
       'is_first': tf.zeros(shape, tf.bool),

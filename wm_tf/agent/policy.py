@@ -177,7 +177,8 @@ class Policy(tf.Module):
   equals an is_first step, so resetting a row to it also starts an episode.
 
   Compiled functions (one trace each: the batch size N may vary):
-    act(observation [N, O], is_first bool [N], state, seed int32 [2])
+    act(observation {key: [N, *shape]}, is_first bool [N], state,
+        seed int32 [2])
       -> (action [N, A], new state, stats {name: scalar});
     act_deterministic(observation, is_first, state) -> the same, with the
       actor's deterministic action (a planner plans with seed [0, 0]).
@@ -188,7 +189,9 @@ class Policy(tf.Module):
 
   Args:
     world_model, actor: the models.
-    observation_dim: O.
+    observations: the observation keys (`wm_tf.specs.ObservationSpec`s):
+      the compiled steps take exactly these keys, float32 vectors and
+      uint8 images, as the environment returns them.
     jit_compile: compile with XLA.
     planner: a `wm_tf.agent.mpc.Planner` to act with, or None for the actor.
     uncertainty_threshold: None (no check), or the threshold on u(s, a):
@@ -197,7 +200,7 @@ class Policy(tf.Module):
     fallback: the action source where u > threshold (`FALLBACKS` entry).
   """
 
-  def __init__(self, world_model: WorldModel, actor, observation_dim: int,
+  def __init__(self, world_model: WorldModel, actor, observations,
                jit_compile: bool = True, name: str = 'policy', *,
                planner=None,
                uncertainty_threshold: Optional[Union[float, tf.Variable]] = (
@@ -212,7 +215,8 @@ class Policy(tf.Module):
     if uncertainty_threshold is not None and fallback is None:
       self.fallback = MeanActionFallback()
     self.action_dim = int(actor.action_dim)
-    observation = tf.TensorSpec([None, observation_dim], tf.float32)
+    observation = {o.key: tf.TensorSpec((None,) + o.shape, o.dtype)
+                   for o in observations}
     step = [observation, tf.TensorSpec([None], tf.bool), {
         'latent': tf.TensorSpec([None, world_model.latent_dim], tf.float32),
         'action': tf.TensorSpec([None, self.action_dim], tf.float32)}]
@@ -248,7 +252,7 @@ class Policy(tf.Module):
     """One acting step, uncompiled: what `act` and `act_deterministic` run.
 
     Args:
-      observation: o_t [N, O].
+      observation: o_t, {key: [N, *shape]}.
       is_first: [N], true where o_t starts an episode.
       state: the state after o_{t-1} (or `initial_state(N)`).
       seed: int32 [2], the stateless seed of sampling and planning.

@@ -59,8 +59,9 @@ class DMCConfig:
 @dataclasses.dataclass
 class EnvConfig:
   # A gymnasium id (CartPole-v1), 'module:attribute' (a gymnasium Env class
-  # or a function returning one), 'atari:<Game>' or 'dmc:<domain>_<task>';
-  # docs/environments.md.
+  # or a function returning one), 'atari:<Game>' or 'dmc:<domain>_<task>'
+  # (docs/environments.md), whose observation space wm_tf takes
+  # (docs/observations.md).
   id: str = 'CartPole-v1'
   num_envs: int = 1  # parallel training environments
   vectorization: Literal['sync', 'async'] = 'sync'  # gymnasium vector env kind
@@ -112,7 +113,27 @@ class MLPConfig:
 
 @dataclasses.dataclass
 class EncoderConfig(MLPConfig):
-  pass
+  # Vector observation keys the MLP encodes (docs/observations.md): a Python
+  # regex matched against whole key names. Keys neither regex selects are
+  # not encoded; at least one key must be.
+  mlp_keys: str = '.*'
+  # uint8 image keys the CNNs encode (one CNN per key), a regex as mlp_keys.
+  cnn_keys: str = '.*'
+  cnn_depth: int = 32  # channels of the CNN's first convolution
+  cnn_kernel: int = 4  # kernel size of the CNN's convolutions
+  # The CNN halves the image's shorter side down to this size (so it must
+  # be cnn_min_resolution times a power of two: 4 takes 16, 32, 64, ...).
+  cnn_min_resolution: int = 4
+
+
+@dataclasses.dataclass
+class DecoderConfig(MLPConfig):
+  # Vector keys reconstructed, a regex as encoder.mlp_keys (null: the
+  # encoder's). The decoder's loss is the sum of the keys' NLLs.
+  mlp_keys: Optional[str] = None
+  # Image keys reconstructed (null: encoder.cnn_keys); the image decoder
+  # mirrors encoder.cnn_depth, cnn_kernel and cnn_min_resolution.
+  cnn_keys: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -222,7 +243,7 @@ class HeadsConfig:
   reward: ScalarHeadConfig = dataclasses.field(
       default_factory=ScalarHeadConfig)
   continue_: MLPConfig = dataclasses.field(default_factory=MLPConfig)
-  decoder: MLPConfig = dataclasses.field(default_factory=MLPConfig)
+  decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
 
 
 @dataclasses.dataclass
@@ -435,6 +456,11 @@ class ReplayConfig:
   capacity: int = 1_000_000  # steps kept
   batch_size: int = 16  # sequences per batch
   sequence_length: int = 64  # steps per sequence
+  # Where the replay's ring buffers live: 'memory' (the trainer stops at
+  # start if they cannot fit in available memory), or 'disk': a
+  # memory-mapped file per key under <logdir>/replay_storage, for
+  # capacities beyond RAM (docs/observations.md).
+  storage: Literal['memory', 'disk'] = 'memory'
 
 
 @dataclasses.dataclass

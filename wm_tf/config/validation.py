@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from typing import Dict, Tuple
 
 from wm_tf.config.schema import (ActorCriticLossScalesConfig, Config,
                                  ConfigError, DynamicsConfig,
                                  LossScalesConfig, RepresentationConfig,
                                  lookup, yaml_name)
+from wm_tf.specs import Observations
 
 
 # Bounds checked after types: (path, predicate, what is allowed).
@@ -91,6 +94,9 @@ _RANGES = (
     ('acting.uncertainty_quantile', lambda v: 0 < v < 1,
      'a number in (0, 1)'),
     ('acting.uncertainty_decay', lambda v: 0 <= v < 1, 'a number in [0, 1)'),
+    ('encoder.cnn_depth', lambda v: v >= 1, 'an integer >= 1'),
+    ('encoder.cnn_kernel', lambda v: v >= 1, 'an integer >= 1'),
+    ('encoder.cnn_min_resolution', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.capacity', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.batch_size', lambda v: v >= 1, 'an integer >= 1'),
     ('replay.sequence_length', lambda v: v >= 2, 'an integer >= 2'),
@@ -136,6 +142,8 @@ def check_ranges(config: Config) -> None:
         'critic there is nothing to regularise towards; allowed: '
         'slow_target_fraction > 0, or critic_slow 0.')
   _check_agent_options(config)
+  for path in _KEY_PATTERNS:
+    _key_pattern(config, path)
 
 
 def _check_agent_options(config: Config) -> None:
@@ -331,3 +339,76 @@ def fill_defaults_by_type(config: Config) -> None:
   elif rep.beta is None:
     rep.beta = REPRESENTATION_BETA[rep.type]
 
+
+
+# The regexes that route observation keys (EncoderConfig, DecoderConfig).
+_KEY_PATTERNS = ('encoder.mlp_keys', 'encoder.cnn_keys',
+                 'heads.decoder.mlp_keys', 'heads.decoder.cnn_keys')
+
+
+def _key_pattern(config: Config, path: str) -> 're.Pattern':
+  """The compiled regex at `path`; a decoder's null is the encoder's."""
+  text = lookup(config, path)
+  if text is None:
+    path = path.replace('heads.decoder', 'encoder')
+    text = lookup(config, path)
+  try:
+    return re.compile(text)
+  except re.error as e:
+    raise ConfigError(f'Config key {path!r} has value {text!r}, which is not '
+                      f'a regular expression ({e}); allowed: a Python regex '
+                      "matched against whole observation keys, e.g. '.*' or "
+                      "'image|depth'.") from None
+
+
+Routing = Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]]
+
+
+def route_observation_keys(config: Config,
+                           observations: Observations) -> Routing:
+  """{'encoder' / 'decoder': (vector keys, image keys)}, in space order.
+
+  A vector key goes to the MLP branch if its name matches mlp_keys in
+  full, an image key to the CNN branch if it matches cnn_keys.
+
+  Raises:
+    ConfigError: a section's regexes select no key, naming the keys.
+  """
+  available = ', '.join(f'{o.key} ({"image" if o.is_image else "vector"} '
+                        f'{list(o.shape)})' for o in observations)
+  routing = {}
+  for section, prefix in (('encoder', 'encoder'),
+                          ('decoder', 'heads.decoder')):
+    mlp = _key_pattern(config, f'{prefix}.mlp_keys')
+    cnn = _key_pattern(config, f'{prefix}.cnn_keys')
+    vectors = tuple(o.key for o in observations
+                    if not o.is_image and mlp.fullmatch(o.key))
+    images = tuple(o.key for o in observations
+                   if o.is_image and cnn.fullmatch(o.key))
+    if not vectors + images:
+      raise ConfigError(
+          f'Config keys {prefix}.mlp_keys={mlp.pattern!r} and '
+          f'{prefix}.cnn_keys={cnn.pattern!r} select no observation key; '
+          f'the environment has: {available}.')
+    routing[section] = (vectors, images)
+  for o in observations:
+    if o.key in routing['encoder'][1] + routing['decoder'][1]:
+      _check_image_size(o, config.encoder.cnn_min_resolution)
+  return routing
+
+
+def _check_image_size(image, resolution: int) -> None:
+  """The CNNs halve an image's sides down to `resolution`: its shorter
+  side must be resolution * 2^S (S >= 1) and its longer one divide by 2^S."""
+  height, width = image.shape[:2]
+  stages = 0
+  while resolution * 2 ** stages < min(height, width):
+    stages += 1
+  if (stages < 1 or resolution * 2 ** stages != min(height, width)
+      or max(height, width) % 2 ** stages):
+    raise ConfigError(
+        f'Observation key {image.key!r} has images of {height}x{width}, '
+        f'which encoder.cnn_min_resolution={resolution} does not take; '
+        f'allowed: a shorter side of {resolution} times a power of two '
+        f'({", ".join(str(resolution * 2 ** i) for i in (1, 2, 3, 4))}, ...) '
+        'and a longer one divisible by the same power, e.g. 64x64 with 4.')

@@ -49,12 +49,21 @@ except ImportError as e:
 
 from wm_tf.runtime.environments import EnvSpec, make_env, spec_from_spaces
 from wm_tf.runtime.export import ServingPolicy
+from wm_tf.runtime.observation_spaces import ObservationConverter
+from wm_tf.specs import OBSERVATION
 
 
-def observation_spec(spec: EnvSpec) -> tensor_spec.TensorSpec:
-  """One observation: float32 [O]."""
-  return tensor_spec.TensorSpec([spec.observation_dim], tf.float32,
-                                name='observation')
+def _flat(spec: EnvSpec) -> bool:
+  """An env whose observation is the single key 'observation'."""
+  return spec.observation_keys == (OBSERVATION,)
+
+
+def observation_spec(spec: EnvSpec):
+  """One observation: float32 [O] (or uint8 [H, W, C]) for an env of the
+  single key 'observation', else {key: spec of that key}."""
+  specs = {o.key: tensor_spec.TensorSpec(o.shape, o.dtype, name=o.key)
+           for o in spec.observations}
+  return specs[OBSERVATION] if _flat(spec) else specs
 
 
 def action_spec(spec: EnvSpec) -> tensor_spec.BoundedTensorSpec:
@@ -117,12 +126,18 @@ class WorldModelPolicy(tf_policy.TFPolicy):
         tf.cast(batch_size, tf.int32))['state']
 
   def _action(self, time_step, policy_state, seed: Optional[int] = None):
-    observation = tf.cast(time_step.observation, tf.float32)
+    spec = self._serving.spec
+    observation = time_step.observation
+    if _flat(spec):
+      observation = {OBSERVATION: observation}
+    observation = {o.key: tf.cast(observation[o.key], o.dtype)
+                   for o in spec.observations}
     if self._serving.state_size == 0:
-      state = tf.zeros([tf.shape(observation)[0], 0], tf.float32)
+      batch = tf.shape(time_step.step_type)[0]
+      state = tf.zeros([batch, 0], tf.float32)
     else:
       state = policy_state
-    outputs = self._serving.action(
+    outputs = self._serving.act(
         observation, state, tf.constant(self._deterministic),
         stateless_seed(seed))
     next_state = (() if self._serving.state_size == 0
@@ -151,6 +166,7 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
     self.env_spec = spec_from_spaces(env_id, self._env.observation_space,
                                      self._env.action_space)
     self._seed = seed
+    self._convert = ObservationConverter(self._env.observation_space, env_id)
     self._observation_spec = tensor_spec.to_array_spec(
         observation_spec(self.env_spec))
     self._action_spec = tensor_spec.to_array_spec(action_spec(self.env_spec))
@@ -164,14 +180,19 @@ class GymnasiumEnvironment(py_environment.PyEnvironment):
   def _reset(self):
     observation, _ = self._env.reset(seed=self._seed)
     self._seed = None
-    return ts.restart(np.asarray(observation, np.float32))
+    return ts.restart(self._observation(observation))
+
+  def _observation(self, observation):
+    observation = self._convert(observation)
+    return (observation[OBSERVATION] if _flat(self.env_spec)
+            else observation)
 
   def _step(self, action):
     action = np.asarray(action)
     if self.env_spec.discrete:
       action = int(action)
     observation, reward, terminated, truncated, _ = self._env.step(action)
-    observation = np.asarray(observation, np.float32)
+    observation = self._observation(observation)
     reward = np.float32(reward)
     if terminated:
       return ts.termination(observation, reward)

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from wm_tf.runtime.environments import EnvSpec, to_env_actions
+from wm_tf.runtime.observation_spaces import ObservationConverter
 
 
 class Collector:
@@ -25,15 +26,18 @@ class Collector:
   `step(choose_actions)` records the current steps with the chosen actions
   and advances the environments; it returns the records [N, ...] to store.
   Finished episodes' returns and lengths accumulate in `finished`.
+  `observation` is the current observation dict {key: [N, *shape]}.
   """
 
   def __init__(self, envs, spec: EnvSpec, seed: int):
     self.envs = envs
     self.spec = spec
     self.num_envs = envs.num_envs
+    self.convert = ObservationConverter(envs.single_observation_space,
+                                        spec.id)
     obs, _ = envs.reset(seed=seed)
     n = self.num_envs
-    self.observation = np.asarray(obs, np.float32)
+    self.observation = self.convert(obs, (n,))
     self.reward = np.zeros(n, np.float32)
     self.is_first = np.ones(n, bool)
     self.is_terminal = np.zeros(n, bool)
@@ -47,7 +51,8 @@ class Collector:
     """Records the current steps and advances every environment once.
 
     Args:
-      choose_actions: observations [N, O] -> agent actions [N, A]. Where
+      choose_actions: observations {key: [N, *shape]} -> agent actions
+        [N, A]. Where
         `self.is_first` [N] is set, the observation starts an episode (a
         stateful policy resets there; see `PolicyActing`).
 
@@ -57,7 +62,7 @@ class Collector:
     action = np.asarray(choose_actions(self.observation), np.float32)
     action = np.where(self.is_last[:, None], 0.0, action).astype(np.float32)
     record = {
-        'observation': self.observation,
+        **self.observation,
         'action': action,
         'reward': self.reward,
         'is_first': self.is_first,
@@ -67,7 +72,7 @@ class Collector:
     was_last = self.is_last
     obs, reward, terminated, truncated, _ = self.envs.step(
         to_env_actions(action, self.spec))
-    self.observation = np.asarray(obs, np.float32)
+    self.observation = self.convert(obs, (self.num_envs,))
     # Environments that had finished were reset by this step.
     self.is_first = was_last.copy()
     self.reward = np.where(was_last, 0.0, reward).astype(np.float32)
@@ -103,15 +108,15 @@ class PolicyActing:
     self.policy = policy
     self.state = policy.initial_state(num_envs)
 
-  def act(self, observation: np.ndarray, is_first: np.ndarray,
+  def act(self, observation: Dict[str, np.ndarray], is_first: np.ndarray,
           seed: tf.Tensor) -> Tuple[np.ndarray, Dict[str, tf.Tensor]]:
     """Sampled (or planned) agent actions [N, A] and the policy's stats."""
     action, self.state, stats = self.policy.act(
         observation, np.asarray(is_first, bool), self.state, seed)
     return action.numpy(), stats
 
-  def act_deterministic(self, observation: np.ndarray, is_first: np.ndarray
-                        ) -> np.ndarray:
+  def act_deterministic(self, observation: Dict[str, np.ndarray],
+                        is_first: np.ndarray) -> np.ndarray:
     """The deterministic agent actions [N, A]."""
     action, self.state, _ = self.policy.act_deterministic(
         observation, np.asarray(is_first, bool), self.state)
@@ -129,19 +134,22 @@ def random_actions(rng: np.random.Generator, spec: EnvSpec, n: int
 
 
 def evaluate_policy(envs, spec: EnvSpec,
-                    act: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                    act: Callable[[Dict[str, np.ndarray], np.ndarray],
+                                  np.ndarray],
                     seed: int) -> np.ndarray:
   """Runs one episode in each of the N environments, in parallel.
 
   Args:
     envs: a vector env of N copies (N = episodes wanted).
-    act: (observations [N, O], is_first [N]) -> agent actions [N, A] (a
+    act: (observations {key: [N, *shape]}, is_first [N]) -> agent
+      actions [N, A] (a
       deterministic policy, e.g. `PolicyActing.act_deterministic`);
       is_first is true at the first step only.
 
   Returns:
     The N episode returns, float64 [N].
   """
+  convert = ObservationConverter(envs.single_observation_space, spec.id)
   obs, _ = envs.reset(seed=seed)
   n = envs.num_envs
   returns = np.zeros(n)
@@ -149,7 +157,7 @@ def evaluate_policy(envs, spec: EnvSpec,
   is_first = np.ones(n, bool)
   while running.any():
     action = to_env_actions(
-        np.asarray(act(np.asarray(obs, np.float32), is_first)), spec)
+        np.asarray(act(convert(obs, (n,)), is_first)), spec)
     is_first = np.zeros(n, bool)
     obs, reward, terminated, truncated, _ = envs.step(action)
     returns += np.where(running, reward, 0.0)

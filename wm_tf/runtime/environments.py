@@ -1,6 +1,7 @@
 """Gymnasium environments: checking what we can handle, and vectorising.
 
-We handle flat (or flattenable) Box observations of floats, and Discrete or
+We handle the observation spaces of `wm_tf.runtime.observation_spaces`
+(float vectors, uint8 images, Discrete, and Dicts of them), and Discrete or
 bounded 1-D Box actions. Anything else is refused before training starts
 with a message naming the space and what is allowed.
 """
@@ -15,6 +16,8 @@ import numpy as np
 from wm_tf.config.schema import EnvConfig
 from wm_tf.runtime.env_errors import UnsupportedEnvironment  # noqa: F401
 from wm_tf.runtime.env_families import make_family_env
+from wm_tf.runtime.observation_spaces import (UnsupportedObservation,
+                                              observation_specs)
 from wm_tf.specs import EnvSpec  # noqa: F401  (re-exported)
 
 
@@ -28,24 +31,17 @@ def make_env(env_id: str, max_episode_steps: Optional[int] = None,
 
 def spec_from_spaces(env_id: str, observation_space, action_space) -> EnvSpec:
   """Checks the spaces and describes them, or raises UnsupportedEnvironment."""
-  obs = observation_space
-  if not isinstance(obs, gym.spaces.Box):
-    raise UnsupportedEnvironment(
-        f'Environment {env_id!r} has observation space {obs}; wm_tf handles '
-        'Box observations of floats only (vectors; no Discrete, Dict, Tuple '
-        'or image observations).')
-  if not np.issubdtype(obs.dtype, np.floating) or len(obs.shape) != 1:
-    raise UnsupportedEnvironment(
-        f'Environment {env_id!r} has observation space {obs}; wm_tf handles '
-        'float Box observations of rank 1 (vectors). Images need a '
-        'convolutional encoder, which wm_tf does not provide yet.')
+  try:
+    obs = observation_specs(env_id, observation_space)
+  except UnsupportedObservation as e:
+    raise UnsupportedEnvironment(str(e)) from None
   act = action_space
   if isinstance(act, gym.spaces.Discrete):
     if act.start != 0:
       raise UnsupportedEnvironment(
           f'Environment {env_id!r} has action space {act} starting at '
           f'{act.start}; Discrete action spaces must start at 0.')
-    return EnvSpec(env_id, int(obs.shape[0]), int(act.n), True)
+    return EnvSpec(env_id, obs, int(act.n), True)
   if isinstance(act, gym.spaces.Box):
     if len(act.shape) != 1:
       raise UnsupportedEnvironment(
@@ -55,7 +51,7 @@ def spec_from_spaces(env_id: str, observation_space, action_space) -> EnvSpec:
       raise UnsupportedEnvironment(
           f'Environment {env_id!r} has action space {act} with infinite '
           'bounds; the tanh-squashed actor needs finite low and high.')
-    return EnvSpec(env_id, int(obs.shape[0]), int(act.shape[0]), False,
+    return EnvSpec(env_id, obs, int(act.shape[0]), False,
                    tuple(float(x) for x in act.low),
                    tuple(float(x) for x in act.high))
   raise UnsupportedEnvironment(

@@ -4,7 +4,8 @@ The policy comes from a run directory (its newest readable checkpoint) or
 from a SavedModel written by `launch.export`; either way it is called
 through the same tensor-only function (see `wm_tf.runtime.export`):
 
-    action(observation [1, O], state [1, S], deterministic [], seed [2])
+    action(observation {key: [1, *shape]}, state [1, S], deterministic [],
+           seed [2])
       -> {'action': env action [1] or [1, A], 'next_state': [1, S], ...}
     initial_state(batch_size []) -> {'state': [batch_size, S]}
 
@@ -28,6 +29,9 @@ import tensorflow as tf
 from wm_tf.config.schema import EnvConfig
 from wm_tf.runtime import checkpoints as checkpoints_lib
 from wm_tf.runtime.environments import UnsupportedEnvironment, make_env
+from wm_tf.runtime.observation_spaces import (ObservationConverter,
+                                              UnsupportedObservation)
+from wm_tf.specs import ObservationSpec, Observations
 
 
 class EvaluationError(ValueError):
@@ -39,7 +43,7 @@ class LoadedPolicy:
   """A policy to evaluate, whatever it was loaded from."""
   action: Callable[..., Dict[str, tf.Tensor]]
   initial_state: Callable[..., Dict[str, tf.Tensor]]
-  observation_dim: int
+  observations: Observations  # the keys `action` takes
   env_id: Optional[str]  # known for a run directory, not a SavedModel
   max_episode_steps: Optional[int]
   source: str  # what was loaded, for messages
@@ -58,8 +62,8 @@ def policy_from_run(logdir: str) -> LoadedPolicy:
   except checkpoints_lib.RunDirectoryError as e:
     raise EvaluationError(str(e)) from None
   serving = ServingPolicy(run.agent.policy, run.spec)
-  return LoadedPolicy(serving.action, serving.initial_state,
-                      run.spec.observation_dim, run.config.env.id,
+  return LoadedPolicy(serving.act, serving.initial_state,
+                      run.spec.observations, run.config.env.id,
                       run.config.env.max_episode_steps, run.restored.path,
                       env_options=run.config.env)
 
@@ -81,18 +85,22 @@ def policy_from_saved_model(path: str) -> LoadedPolicy:
         f'SavedModel {path!r} lacks the signature(s) {missing}; export it '
         'with launch.export.')
   action = signatures['serving_default']
-  metadata = signatures['metadata']()
+  inputs = action.structured_input_signature[1]
+  keys = [k.decode() for k in
+          signatures['metadata']()['observation_keys'].numpy()]
+  observations = tuple(
+      ObservationSpec(k, inputs[k].shape[1:], inputs[k].dtype.name)
+      for k in keys)
 
   def act(observation, state, deterministic, seed):
-    return action(observation=observation, state=state,
-                  deterministic=deterministic, seed=seed)
+    return action(**observation, state=state, deterministic=deterministic,
+                  seed=seed)
 
   def initial_state(batch_size):
     return signatures['initial_state'](batch_size=batch_size)
 
-  return LoadedPolicy(act, initial_state,
-                      int(metadata['observation_dim'].numpy()), None, None,
-                      path, owner=model)
+  return LoadedPolicy(act, initial_state, observations, None, None, path,
+                      owner=model)
 
 
 def _env_action(output: tf.Tensor):
@@ -132,11 +140,7 @@ def run_episodes(policy: LoadedPolicy, env_id: str, episodes: int, seed: int,
       raise EvaluationError(
           f'{env_id} cannot render images (its render modes are '
           f'{env.metadata.get("render_modes", [])}); run without --video.')
-    shape = env.observation_space.shape
-    if shape != (policy.observation_dim,):
-      raise EvaluationError(
-          f'The policy from {policy.source} takes observations of size '
-          f'{policy.observation_dim}, but {env_id} gives shape {shape}.')
+    convert = _converter(policy, env, env_id)
     returns = np.zeros(episodes)
     for i in range(episodes):
       observation, _ = env.reset(seed=seed + i)
@@ -147,7 +151,8 @@ def run_episodes(policy: LoadedPolicy, env_id: str, episodes: int, seed: int,
       done, t = False, 0
       while not done:
         out = policy.action(
-            tf.constant(np.asarray(observation, np.float32)[None]), state,
+            {k: tf.constant(v[None]) for k, v in convert(observation).items()},
+            state,
             tf.constant(deterministic), tf.constant([seed + i, t], tf.int32))
         state = out['next_state']
         observation, reward, terminated, truncated, _ = env.step(
@@ -160,6 +165,23 @@ def run_episodes(policy: LoadedPolicy, env_id: str, episodes: int, seed: int,
     return returns
   finally:
     env.close()
+
+
+def _converter(policy: LoadedPolicy, env, env_id: str
+               ) -> ObservationConverter:
+  """The env's observation converter, checked to give the policy's keys."""
+  try:
+    convert = ObservationConverter(env.observation_space, env_id)
+  except UnsupportedObservation as e:
+    raise EvaluationError(str(e)) from None
+  describe = lambda specs: ', '.join(
+      f'{o.key} {o.dtype} {list(o.shape)}' for o in specs)
+  if tuple(convert.specs) != tuple(policy.observations):
+    raise EvaluationError(
+        f'The policy from {policy.source} takes observations '
+        f'{describe(policy.observations)}, but {env_id} gives '
+        f'{describe(convert.specs)}.')
+  return convert
 
 
 def _render(env, env_id: str) -> np.ndarray:

@@ -7,8 +7,10 @@ the newest checkpoint and writes a SavedModel in TF Serving's layout,
 survive a signature):
 
   serving_default, action (the same function under two names):
-    observation float32 [B, O], state float32 [B, S], deterministic bool [],
-    seed int32 [2]
+    one input per observation key, under its name (`wm_tf.specs`: a
+    vector env's is observation float32 [B, O]; images uint8
+    [B, H, W, C]), state float32 [B, S], deterministic bool [], seed
+    int32 [2]
       -> action: int64 [B] (the env's action index; discrete) or float32
          [B, A] inside the action bounds (continuous);
          action_one_hot: float32 [B, A] (discrete only, the agent's form);
@@ -16,8 +18,10 @@ survive a signature):
   initial_state:
     batch_size int32 [] -> state float32 [batch_size, S].
   metadata:
-    () -> state_size, observation_dim, action_dim int32 []; discrete
-         bool []; action_low, action_high float32 [A] (continuous only).
+    () -> state_size, action_dim int32 []; discrete bool [];
+         observation_keys string [K]; action_low, action_high float32 [A]
+         (continuous only); observation_dim int32 [] (an env of one
+         vector key only).
 
 `seed` is a stateless seed: the same seed and inputs give the same sampled
 action; with `deterministic` true it is ignored (but must be fed). The
@@ -58,6 +62,14 @@ from wm_tf.runtime.environments import EnvSpec
 
 class ExportError(ValueError):
   """A run that cannot be exported, or an output that cannot be written."""
+
+
+# The inputs of the action signature besides the observation keys.
+_INPUTS = ('state', 'deterministic', 'seed')
+
+
+def _single_vector(spec: EnvSpec) -> bool:
+  return len(spec.observations) == 1 and not spec.observations[0].is_image
 
 
 class FlatPolicyState:
@@ -112,7 +124,7 @@ class ServingPolicy(tf.Module):
   Example:
     serving = ServingPolicy(agent.policy, spec)
     state = serving.initial_state(tf.constant(4))['state']
-    out = serving.action(obs, state, tf.constant(True), tf.constant([0, 0]))
+    out = serving.act(obs, state, tf.constant(True), tf.constant([0, 0]))
     state = out['next_state']
   """
 
@@ -126,9 +138,17 @@ class ServingPolicy(tf.Module):
     self.spec = spec
     self._state = FlatPolicyState(policy)
     self.state_size = int(self._state.size)
-    self.action = tf.function(self._action, input_signature=[
-        tf.TensorSpec([None, spec.observation_dim], tf.float32,
-                      name='observation'),
+    reserved = [k for k in spec.observation_keys if k in _INPUTS]
+    if reserved:
+      raise ExportError(f'Observation keys {reserved} are names of other '
+                        f'inputs of the exported policy ({_INPUTS}).')
+    keys = spec.observation_keys
+    # One positional input per key, so each is a named signature input.
+    self.action = tf.function(lambda *args: self._action(
+        dict(zip(keys, args[:len(keys)])), *args[len(keys):]),
+                              input_signature=[
+        *[tf.TensorSpec((None,) + o.shape, o.dtype, name=o.key)
+          for o in spec.observations],
         tf.TensorSpec([None, self.state_size], tf.float32, name='state'),
         tf.TensorSpec([], tf.bool, name='deterministic'),
         tf.TensorSpec([2], tf.int32, name='seed'),
@@ -150,47 +170,57 @@ class ServingPolicy(tf.Module):
     """The wrapped `wm_tf.agent.policy.Policy`."""
     return self._models.policy
 
+  def act(self, observation: Dict[str, tf.Tensor], state, deterministic,
+          seed) -> Dict[str, tf.Tensor]:
+    """`action` with the observation as a dict {key: [B, *shape]}."""
+    return self.action(*[observation[k] for k in self.spec.observation_keys],
+                       state, deterministic, seed)
+
   def _check_inputs(self, observation, state):
-    """Asserts that observation [B, O] and state [B, S] have these shapes,
-    one B, and finite values.
+    """Asserts that every observation key [B, *shape] and state [B, S]
+    have these shapes, one B, and finite values.
 
     A loaded SavedModel's signatures do not check shapes against their
     specs, so every check runs in the graph. The shape checks compare
     sizes as well: the rank of a tensor with a known static rank is folded
     to a constant, whatever is fed.
     """
-    o, s = self.spec.observation_dim, self.state_size
-    batch = tf.shape(observation)[0]
+    s = self.state_size
+    inputs = [(o.key, observation[o.key], list(o.shape), o.dtype)
+              for o in self.spec.observations]
+    inputs.append(('state', state, [s], 'float32'))
+    batch = tf.shape(inputs[0][1])[0]
     checks = []
-    for name, tensor, width in (('observation', observation, o),
-                                ('state', state, s)):
-      shape = tf.shape(tensor)
+    for name, tensor, shape, dtype in inputs:
+      got = tf.shape(tensor)
+      size = 1
+      for n in shape:
+        size *= n
       fits = tf.logical_and(
-          tf.reduce_all(tf.equal(shape[1:], width)),
-          tf.equal(tf.size(tensor), shape[0] * width))
+          tf.reduce_all(tf.equal(got[1:], shape)),
+          tf.equal(tf.size(tensor), got[0] * size))
       checks.append(tf.debugging.Assert(fits, [
-          f'Input {name} must be float32 [B, {width}]; got shape', shape]))
-    checks.append(tf.debugging.assert_equal(
-        tf.shape(state)[0], batch, message=(
-            f'Input state must be float32 [B, {s}] with B the batch size of '
-            f'observation [B, {o}]; the batch sizes differ.')))
+          f'Input {name} must be {dtype} [B, {", ".join(map(str, shape))}]; '
+          'got shape', got]))
+      checks.append(tf.debugging.assert_equal(got[0], batch, message=(
+          f'Input {name} must have the batch size B of the other inputs '
+          f'({", ".join(i[0] for i in inputs)}); the batch sizes differ.')))
     with tf.control_dependencies(checks):
-      checks = [tf.debugging.assert_all_finite(observation, message=(
-          f'Input observation float32 [B, {o}] must be finite; it holds '
-          'NaN or inf.'))]
-      if s:
-        checks.append(tf.debugging.assert_all_finite(state, message=(
-            f'Input state float32 [B, {s}] must be finite; it holds NaN or '
-            'inf.')))
+      checks = [tf.debugging.assert_all_finite(tensor, message=(
+          f'Input {name} {dtype} [B, {", ".join(map(str, shape))}] must be '
+          'finite; it holds NaN or inf.'))
+                for name, tensor, shape, dtype in inputs
+                if dtype == 'float32' and (name != 'state' or s)]
     with tf.control_dependencies(checks):
-      return tf.identity(observation), tf.identity(state)
+      return ({k: tf.identity(v) for k, v in observation.items()},
+              tf.identity(state))
 
   def _action(self, observation, state, deterministic, seed
               ) -> Dict[str, tf.Tensor]:
     observation, state = self._check_inputs(observation, state)
     # A reset row holds the initial state, from which a step is a first
     # step: is_first is not needed.
-    is_first = tf.zeros([tf.shape(observation)[0]], tf.bool)
+    is_first = tf.zeros([tf.shape(state)[0]], tf.bool)
     agent_action, next_state, _ = self._models.policy.step(
         observation, is_first, self._state.unflatten(state), seed,
         deterministic)
@@ -218,10 +248,13 @@ class ServingPolicy(tf.Module):
   def _metadata(self) -> Dict[str, tf.Tensor]:
     out = {
         'state_size': tf.constant(self.state_size, tf.int32),
-        'observation_dim': tf.constant(self.spec.observation_dim, tf.int32),
+        'observation_keys': tf.constant(self.spec.observation_keys),
         'action_dim': tf.constant(self.spec.action_dim, tf.int32),
         'discrete': tf.constant(self.spec.discrete),
     }
+    if _single_vector(self.spec):
+      out['observation_dim'] = tf.constant(self.spec.observation_dim,
+                                           tf.int32)
     if not self.spec.discrete:
       out['action_low'] = tf.constant(self.spec.low, tf.float32)
       out['action_high'] = tf.constant(self.spec.high, tf.float32)

@@ -81,7 +81,7 @@ def run_histograms(world_model, spec, batch: Optional[Mapping[str, np.ndarray]],
   if batch is not None:
     latent = world_model.latent_states(
         {k: tf.convert_to_tensor(batch[k])
-         for k in ('observation', 'action', 'is_first')})
+         for k in spec.observation_keys + ('action', 'is_first')})
     values['latent/state'] = latent.numpy()
   if actions:
     actions = np.concatenate(actions)

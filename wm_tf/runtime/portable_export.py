@@ -18,7 +18,9 @@ one-hot only. `freeze` turns its variables into constants; `to_onnx` and
 outside the runtime's built-in set. Files, inputs and outputs:
 
   N.onnx, N.tflite (signature 'serving_default'):
-    observation float32 [B, O]
+    one input per observation key, under its name, as in the SavedModel
+    (a vector env's: observation float32 [B, O]; images uint8
+    [B, H, W, C])
     state       float32 [B, S]     (only with a recurrent representation)
       -> action int64 [B] (discrete: the action index) or float32 [B, A]
          (continuous, inside the bounds);
@@ -74,9 +76,10 @@ def forbidden_ops(graph: tf.Graph) -> List[str]:
 class PortablePolicy(tf.Module):
   """The deterministic acting step in portable ops (see the module doc).
 
-  `step(observation [B, O][, state [B, S]])` -> {'action', 'next_state'}
-  (state and next_state only when `recurrent`); `input_signature` is its
-  signature.
+  `step(*observation keys [B, *shape][, state [B, S]])` -> {'action',
+  'next_state'} (state and next_state only when `recurrent`), the keys in
+  `spec.observation_keys` order; `input_signature` is its signature.
+  `call(inputs)` calls it with {input name: value}.
 
   Args:
     policy: the agent's `wm_tf.agent.policy.Policy`.
@@ -101,16 +104,25 @@ class PortablePolicy(tf.Module):
     self.recurrent = bool(policy.recurrent)
     self._state = FlatPolicyState(policy)
     self.state_size = int(self._state.size)
-    self.input_signature = [tf.TensorSpec(
-        [None, spec.observation_dim], tf.float32, name='observation')]
+    self.input_signature = [
+        tf.TensorSpec((None,) + o.shape, o.dtype, name=o.key)
+        for o in spec.observations]
     if self.recurrent:
       self.input_signature.append(
           tf.TensorSpec([None, self.state_size], tf.float32, name='state'))
-    self.step = tf.function(self._step, input_signature=self.input_signature)
+    keys = spec.observation_keys
+    self.step = tf.function(
+        lambda *args: self._step(dict(zip(keys, args[:len(keys)])),
+                                 *args[len(keys):]),
+        input_signature=self.input_signature)
+
+  def call(self, inputs: Dict[str, object]) -> Dict[str, tf.Tensor]:
+    """`step` with its inputs by name."""
+    return self.step(*[inputs[s.name] for s in self.input_signature])
 
   def _step(self, observation, state=None) -> Dict[str, tf.Tensor]:
     policy = self._models.policy
-    batch = tf.shape(observation)[0]
+    batch = tf.shape(observation[self.spec.observation_keys[0]])[0]
     previous = (self._state.unflatten(state) if self.recurrent
                 else policy.initial_state(batch))
     # The caller resets a row to zeros where its episode starts, which is
@@ -230,12 +242,15 @@ def to_tflite(frozen, path: str) -> None:
 
 def probe_inputs(portable: PortablePolicy, batch_size: int = 16, seed: int = 0
                  ) -> Dict[str, np.ndarray]:
-  """Random inputs of `portable.step`: observations N(0, 1), states N(0, 1)
-  with one-hot actions for discrete spaces."""
+  """Random inputs of `portable.step`: vector observations N(0, 1),
+  images uniform uint8, states N(0, 1) with one-hot actions for discrete
+  spaces."""
   rng = np.random.default_rng(seed)
   spec = portable.spec
-  inputs = {'observation': rng.normal(
-      size=(batch_size, spec.observation_dim)).astype(np.float32)}
+  inputs = {o.key: (rng.integers(0, 256, (batch_size,) + o.shape, np.uint8)
+                    if o.is_image else rng.normal(
+                        size=(batch_size,) + o.shape).astype(np.float32))
+            for o in spec.observations}
   if portable.recurrent:
     state = rng.normal(size=(batch_size, portable.state_size))
     if spec.discrete:
@@ -266,9 +281,9 @@ def check_agreement(portable: PortablePolicy, outputs: Dict[str, np.ndarray],
                     inputs: Dict[str, np.ndarray], what: str,
                     tolerance: float = 1e-4) -> None:
   """Raises ExportError unless `outputs` of `what` equal TensorFlow's
-  `portable.step(**inputs)`: discrete actions exactly, floats within
+  `portable.call(inputs)`: discrete actions exactly, floats within
   `tolerance` (absolute and relative)."""
-  expected = {k: v.numpy() for k, v in portable.step(**inputs).items()}
+  expected = {k: v.numpy() for k, v in portable.call(inputs).items()}
   if set(outputs) != set(expected):
     raise ExportError(f'{what} has outputs {sorted(outputs)}; expected '
                       f'{sorted(expected)}.')

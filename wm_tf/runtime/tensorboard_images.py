@@ -24,24 +24,28 @@ from matplotlib.figure import Figure
 MAX_SUBPLOTS = 8
 
 
-def open_loop_prediction(world_model, observation: np.ndarray,
-                         action: np.ndarray) -> np.ndarray:
+def open_loop_prediction(world_model, observation: Dict[str, np.ndarray],
+                         action: np.ndarray) -> Dict[str, np.ndarray]:
   """Decoded open-loop predictions along one real sequence.
 
   Args:
     world_model: a `wm_tf.world_model.WorldModel`.
-    observation: true observations [T, O]; only o_0 is encoded.
+    observation: true observations {key: [T, *shape]}; only o_0 is encoded.
     action: actions taken [T, A]; a_t leads from step t to t+1.
 
   Returns:
-    Predicted observations [T, O]; row 0 is the reconstruction of o_0.
+    Predicted observations {decoded key: [T, *shape]} (the decoder's
+    means: images as the image decoder's floats); row 0 is the
+    reconstruction of o_0.
   """
-  latent = world_model.encode(tf.convert_to_tensor(observation[:1]))  # [1, D]
-  latents = [latent]
-  for t in range(len(observation) - 1):
+  latent = world_model.encode(
+      {k: tf.convert_to_tensor(v[:1]) for k, v in observation.items()})
+  latents = [latent]  # each [1, D]
+  for t in range(len(action) - 1):
     latent = world_model.dynamics(latent, action[t:t + 1]).mean()
     latents.append(latent)
-  return world_model.decoder(tf.concat(latents, 0)).mean().numpy()
+  return {k: dist.mean().numpy()
+          for k, dist in world_model.decoder(tf.concat(latents, 0)).items()}
 
 
 def longest_episode_span(is_first: np.ndarray) -> Tuple[int, int, int]:
@@ -124,19 +128,25 @@ def write_open_loop_image(writer, world_model, batch: Dict[str, np.ndarray],
   Args:
     writer: a tf.summary writer.
     world_model: the `WorldModel`.
-    batch: a replay batch: 'observation' [B, T, O], 'action' [B, T, A],
-      'is_first' [B, T].
+    batch: a replay batch: the observation keys [B, T, *shape], 'action'
+      [B, T, A], 'is_first' [B, T]. The decoder's vector keys are drawn,
+      concatenated in its order.
     step: the summary step (env steps).
 
   Returns:
-    The mean squared prediction error, or None if no stretch has 2 steps.
+    The mean squared prediction error of the vector keys, or None if no
+    stretch has 2 steps or the decoder has no vector key.
   """
   b, start, stop = longest_episode_span(np.asarray(batch['is_first']))
-  if stop - start < 2:
+  keys = world_model.decoder.vector_keys
+  if stop - start < 2 or not keys:
     return None
-  true = np.asarray(batch['observation'][b, start:stop], np.float32)
+  observation = {k: np.asarray(batch[k][b, start:stop])
+                 for k in world_model.encoder.keys}
   action = np.asarray(batch['action'][b, start:stop], np.float32)
-  predicted = open_loop_prediction(world_model, true, action)
+  prediction = open_loop_prediction(world_model, observation, action)
+  true = np.concatenate([observation[k] for k in keys], -1).astype(np.float32)
+  predicted = np.concatenate([prediction[k] for k in keys], -1)
   mse = float(np.mean(np.square(predicted - true)))
   image = prediction_figure(
       true, predicted, f'open-loop prediction from step {start} (env step '

@@ -42,7 +42,8 @@ from wm_tf.runtime.environments import inspect_env, make_vector_env
 from wm_tf.runtime.metrics import (ScalarAverager, run_histograms,
                                    write_histograms, write_scalars)
 from wm_tf.runtime.profiling import StepProfiler
-from wm_tf.runtime.replay import SequenceReplay, default_step_spec
+from wm_tf.runtime.replay import SequenceReplay, step_spec
+from wm_tf.runtime.replay_memory import check_replay_memory
 from wm_tf.runtime.run_state import CheckpointedRun
 
 
@@ -69,6 +70,12 @@ def update_was_nonfinite(metrics: Dict[str, object]) -> bool:
     return float(np.asarray(metrics['learner/nonfinite'])) > 0
   return not all(np.isfinite(float(np.asarray(v)))
                  for k, v in metrics.items() if k.endswith('/loss'))
+
+
+def _replay_capacity(config: config_lib.Config) -> int:
+  """replay.capacity, raised to one sequence per environment stream."""
+  rc = config.replay
+  return max(rc.capacity, rc.sequence_length * config.env.num_envs)
 
 
 def _local_batch_size(config: config_lib.Config,
@@ -124,6 +131,12 @@ class Trainer(CheckpointedRun):
     env = config.env
     # Fails here, before anything is built, on a bad id or space.
     self.spec = inspect_env(env.id, env.max_episode_steps, options=env)
+    # And here if the replay cannot fit in memory (its line is logged).
+    self.replay_memory = check_replay_memory(
+        step_spec(self.spec.observations, self.spec.action_dim),
+        _replay_capacity(config), on_disk=config.replay.storage == 'disk')
+    if progress:
+      print(self.replay_memory, flush=True)
     # Held while this process lives: one trainer per run directory.
     self._lock = run_lock.lock_run_directory(self.logdir)
     self.config_changes = checkpoints_lib.check_saved_config(
@@ -156,11 +169,13 @@ class Trainer(CheckpointedRun):
     self.collect_seed = distribution.worker_seed(config.seed, self.strategy)
     rc = config.replay
     self.replay = SequenceReplay(
-        default_step_spec(self.spec.observation_dim, self.spec.action_dim),
-        capacity=max(rc.capacity, rc.sequence_length * env.num_envs),
+        step_spec(self.spec.observations, self.spec.action_dim),
+        capacity=_replay_capacity(config),
         sequence_length=rc.sequence_length, num_streams=env.num_envs,
         seed=self.collect_seed,
-        directory=os.path.join(self.logdir, 'episodes'))
+        directory=os.path.join(self.logdir, 'episodes'),
+        storage_directory=(os.path.join(self.logdir, 'replay_storage')
+                           if rc.storage == 'disk' else None))
     self.rng = np.random.default_rng(self.collect_seed)
     self.seeds = tf.random.Generator.from_seed(config.seed)
     # One compiled call per seed: the same draws as the three eager ops it
@@ -390,7 +405,8 @@ class Trainer(CheckpointedRun):
     return self._finish(summary, start)
 
   def _action_chooser(self, collector, averager: ScalarAverager):
-    """obs [N, O] -> env actions: random during prefill, then the policy's."""
+    """obs {key: [N, *shape]} -> agent actions: random during prefill, then
+    the policy's."""
     n = collector.num_envs
     # The policy's state per environment. Prefill's random steps leave it
     # at the initial state, from which the first policy step starts as an
