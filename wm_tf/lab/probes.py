@@ -20,6 +20,16 @@ from wm_tf.lab import measures
 from wm_tf.lab.lab_env import LabEnv
 
 
+# The lab environments have one flat Box observation, which wm_tf names so.
+OBSERVATION_KEY = 'observation'
+
+
+def _encode(world_model, observations: np.ndarray) -> tf.Tensor:
+  """Latent states [N, D] of observations [N, O]."""
+  return world_model.encode(
+      {OBSERVATION_KEY: tf.constant(observations, tf.float32)})
+
+
 def agent_actions(env: LabEnv, actions) -> np.ndarray:
   """Env actions [N] or [N, A] -> the agent's [N, A] (one-hot if discrete)."""
   n = getattr(env.action_space, 'n', None)
@@ -43,10 +53,10 @@ def imagined_next(world_model, states: np.ndarray, actions: np.ndarray,
   Args:
     states: observations [N, O]; actions: the agent's actions [N, A].
   """
-  latent = world_model.encode(tf.constant(states, tf.float32))
+  latent = _encode(world_model, states)
   law = world_model.dynamics(latent, tf.constant(actions, tf.float32))
   nexts = law.sample(samples, seed=tf.constant([seed, 0], tf.int32))
-  return np.asarray(world_model.decoder(nexts).mean())
+  return np.asarray(world_model.decoder(nexts)[OBSERVATION_KEY].mean())
 
 
 def next_state_measures(world_model, env: LabEnv, states: np.ndarray,
@@ -105,8 +115,7 @@ def imagined_returns(world_model, actor, states: np.ndarray, horizon: int,
                      seed: int) -> np.ndarray:
   """[N] mean over `rollouts` of the discounted imagined H-step return."""
   n = len(states)
-  latent = world_model.encode(tf.constant(np.repeat(states, rollouts, 0),
-                                          tf.float32))
+  latent = _encode(world_model, np.repeat(states, rollouts, 0))
   rewards, continues = [], []
   seeds = tfp.random.split_seed(tf.constant([seed, 1], tf.int32),
                                 n=2 * horizon)
@@ -136,7 +145,7 @@ def true_returns(world_model, actor, env_factory, states: np.ndarray,
   rewards = np.zeros((len(envs), horizon))
   alive = np.ones(len(envs))
   for t in range(horizon):
-    latent = world_model.encode(tf.constant(obs, tf.float32))
+    latent = _encode(world_model, obs)
     seed = tf.constant([int(rng.integers(2 ** 31)), t], tf.int32)
     actions = env_actions(envs[0], np.asarray(actor(latent).sample(seed=seed)))
     for i, (e, a) in enumerate(zip(envs, actions)):
@@ -173,7 +182,7 @@ def value_measures(world_model, critic, actor, env_factory, states,
   Carlo return of the actor in the real env over `horizon` steps (the
   episode limit): how good the targets the critic was trained on were.
   """
-  latent = world_model.encode(tf.constant(states, tf.float32))
+  latent = _encode(world_model, states)
   values = np.asarray(critic(latent).mean())
   true = true_returns(world_model, actor, env_factory, states, horizon,
                       gamma, rollouts, rng)
@@ -185,7 +194,7 @@ def uncertainty_score(world_model, states: np.ndarray, actions: np.ndarray
                       ) -> np.ndarray:
   """[N] the dynamics' uncertainty at (s, a): the ensemble's disagreement
   where it has one, else the predicted std, averaged over latent dims."""
-  latent = world_model.encode(tf.constant(states, tf.float32))
+  latent = _encode(world_model, states)
   law = world_model.dynamics(latent, tf.constant(actions, tf.float32))
   spread = (law.disagreement() if hasattr(law, 'disagreement')
             else law.stddev())
