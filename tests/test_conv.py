@@ -235,3 +235,17 @@ def test_autoencoder_learns_to_reconstruct_squares():
     train_step()
   after = mse()
   assert after < before / 20, (before, after)
+
+
+def test_checkpoint_restores_weights_by_name(tmp_path):
+  """The layers are made in build; tf.train.Checkpoint still finds them by
+  attribute name, also when restored before the model is built."""
+  x = _images((2,), (32, 32, 3))
+  encoder, decoder = ConvEncoder(depth=4), ConvDecoder((32, 32, 3), depth=4)
+  mean = decoder(encoder(x)).mean().numpy()
+  path = tf.train.Checkpoint(encoder=encoder, decoder=decoder).write(
+      str(tmp_path / 'ckpt'))
+  fresh = ConvEncoder(depth=4), ConvDecoder((32, 32, 3), depth=4)
+  tf.train.Checkpoint(encoder=fresh[0], decoder=fresh[1]).read(
+      path).assert_existing_objects_matched()
+  np.testing.assert_array_equal(fresh[1](fresh[0](x)).mean().numpy(), mean)

@@ -92,10 +92,13 @@ class _ConvStack(keras.Model):
     self.norm = norm
     self.activation = keras.activations.get(activation)
 
-  def _norm_layer(self, i: int):
+  def _add_norm(self, i: int, channels: int) -> None:
+    """Creates and builds norm_i over `channels` (if norm)."""
     if self.norm:
-      setattr(self, f'norm_{i}', LayerNorm(epsilon=1e-3, name=f'norm_{i}',
-                                           dtype=self.dtype_policy))
+      layer = LayerNorm(epsilon=1e-3, name=f'norm_{i}',
+                        dtype=self.dtype_policy)
+      setattr(self, f'norm_{i}', layer)
+      layer.build((None, channels))
 
   def _normalize_activate(self, i: int, x: tf.Tensor) -> tf.Tensor:
     """Channel-wise LayerNorm (if norm) and the activation: [N, H, W, C]."""
@@ -106,10 +109,6 @@ class _ConvStack(keras.Model):
       rows = tf.reshape(x, [-1, x.shape[-1]])
       x = tf.reshape(getattr(self, f'norm_{i}')(rows), shape)
     return self.activation(x)
-
-  def _build_norm(self, i: int, channels: int) -> None:
-    if self.norm:
-      getattr(self, f'norm_{i}').build((None, channels))
 
   def arguments(self) -> dict:
     """The constructor arguments depth, kernel, min_resolution, activation
@@ -153,8 +152,7 @@ class ConvEncoder(_ConvStack):
       setattr(self, f'conv_{i}', conv)
       conv.build((None, None, None, channels))
       channels = self.depth * 2 ** i
-      self._norm_layer(i)
-      self._build_norm(i, channels)
+      self._add_norm(i, channels)
     self.image_shape = tuple(input_shape[-3:])
     super().build(input_shape)
 
@@ -225,8 +223,7 @@ class ConvDecoder(_ConvStack):
         math.prod(self.start_shape), use_bias=not self.norm, name='dense',
         dtype=self.dtype_policy)
     self.dense.build((None, input_shape[-1]))
-    self._norm_layer(0)
-    self._build_norm(0, self.start_shape[-1])
+    self._add_norm(0, self.start_shape[-1])
     channels = self.start_shape[-1]
     for i in range(self.stages):
       last = i == self.stages - 1
@@ -240,8 +237,7 @@ class ConvDecoder(_ConvStack):
       conv.build((None, None, None, channels))
       channels = filters
       if not last:
-        self._norm_layer(i + 1)
-        self._build_norm(i + 1, channels)
+        self._add_norm(i + 1, channels)
     super().build(input_shape)
 
   def call(self, latents):
