@@ -2,8 +2,8 @@
 
 Each `Claim` quotes one "when to use" item, "Consider alternatives" line or
 summary-table row, names the lab environment it is about, the baseline's
-and the alternative's overrides of configs/lab.yaml, the measure that
-decides it and what the claim predicts for the alternative. A claim that
+and the alternative's overrides of benchmarks/design_lab.yaml, the measure
+that decides it and what the claim predicts for the alternative. A claim that
 needs something wm_tf or the lab lacks has `missing` set and no runs.
 """
 

@@ -5,8 +5,8 @@ r"""The design lab: each claim of the design, measured on the env it is about.
   python -m benchmarks.design_lab --only=mixture_bounce,ensemble_ood
 
 For every claim of `benchmarks.design_claims.CLAIMS` the baseline and the
-alternative (overrides of configs/lab.yaml) are trained on the claim's lab
-environment (wm_tf/lab) for --seeds seeds; runs shared by several claims
+alternative (overrides of benchmarks/design_lab.yaml) are trained on the
+claim's lab environment (wm_tf/lab) for --seeds seeds; runs shared by several claims
 are made once. Each run is `python -m benchmarks.design_lab --worker=JOB`
 in a subprocess (--parallel at once): a `Trainer` trains the agent, then
 `wm_tf.lab.probes` measures its world model against the environment's true
@@ -49,27 +49,33 @@ from absl import app, flags
 from benchmarks import design_claims, design_report
 from benchmarks.training_runs import ROOT, run_jobs
 
-flags.DEFINE_bool('quick', False, 'Reduced run: 1 seed and the short '
-                  'budgets (LAB_ENVS quick steps).')
-flags.DEFINE_integer('seeds', None, 'Seeds per configuration (default 3, '
-                     '1 with --quick).')
-flags.DEFINE_float('budget_scale', 1.0, 'Multiplies every env budget.')
-flags.DEFINE_list('only', [], 'Claims to run (names; default all).')
-flags.DEFINE_integer('parallel', 2, 'Runs at once.')
-flags.DEFINE_float('tolerance', 0.05, 'Relative gap a difference must '
-                   'exceed (see the verdict rule).')
-flags.DEFINE_string('output', 'benchmarks/results', 'Output directory.')
-flags.DEFINE_string('runs', '/tmp/design_lab', 'Where the runs live.')
-flags.DEFINE_string('name', None, "Output file stem (default 'design_lab', "
-                    "'design_lab_quick' with --quick).")
-flags.DEFINE_integer('samples', 200, 'True and imagined next states per '
-                     'probe state.')
-flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for every '
-                          'run (before the claim\'s own).')
-flags.DEFINE_string('worker', None, 'Internal: run this job JSON file.')
 FLAGS = flags.FLAGS
 
-CONFIG = os.path.join(ROOT, 'configs', 'lab.yaml')
+
+def define_flags() -> None:
+  """The command's flags (defined on run, not on import: tests import this
+  module beside other benchmarks that define flags of the same names)."""
+  flags.DEFINE_bool('quick', False, 'Reduced run: 1 seed and the short '
+                    'budgets (LAB_ENVS quick steps).')
+  flags.DEFINE_integer('seeds', None, 'Seeds per configuration (default 3, '
+                       '1 with --quick).')
+  flags.DEFINE_float('budget_scale', 1.0, 'Multiplies every env budget.')
+  flags.DEFINE_list('only', [], 'Claims to run (names; default all).')
+  flags.DEFINE_integer('parallel', 2, 'Runs at once.')
+  flags.DEFINE_float('tolerance', 0.05, 'Relative gap a difference must '
+                     'exceed (see the verdict rule).')
+  flags.DEFINE_string('output', 'benchmarks/results', 'Output directory.')
+  flags.DEFINE_string('runs', '/tmp/design_lab', 'Where the runs live.')
+  flags.DEFINE_string('name', None, "Output file stem (default 'design_lab', "
+                      "'design_lab_quick' with --quick).")
+  flags.DEFINE_integer('samples', 200, 'True and imagined next states per '
+                       'probe state.')
+  flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for every '
+                            'run (before the claim\'s own).')
+  flags.DEFINE_string('worker', None, 'Internal: run this job JSON file.')
+
+
+CONFIG = os.path.join(ROOT, 'benchmarks', 'design_lab.yaml')
 
 # name -> env id, default and quick env steps, extra overrides. Runs are
 # made in this order of their envs (seed-major), so a lab stopped early has
@@ -195,4 +201,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

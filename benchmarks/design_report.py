@@ -104,7 +104,7 @@ def _fmt(values: Optional[List[float]]) -> str:
 
 
 def _change(overrides) -> str:
-  return ', '.join(overrides) if overrides else 'configs/lab.yaml'
+  return ', '.join(overrides) if overrides else 'benchmarks/design_lab.yaml'
 
 
 def markdown_table(report: Dict) -> str:

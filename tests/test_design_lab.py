@@ -43,10 +43,17 @@ def test_a_point_estimate_of_a_die_roll_is_far_from_every_face():
 
 
 class _Identity:
-  """A decoder (or head) whose mean is its input."""
+  """A head whose mean is its input."""
 
   def __call__(self, x):
     return tfd.Deterministic(x)
+
+
+class _IdentityDecoder:
+  """A decoder whose mean for the lab's one observation key is its input."""
+
+  def __call__(self, x):
+    return {'observation': tfd.Deterministic(x)}
 
 
 class BounceModel:
@@ -58,10 +65,10 @@ class BounceModel:
 
   def __init__(self, bimodal: bool):
     self.bimodal = bimodal
-    self.decoder = _Identity()
+    self.decoder = _IdentityDecoder()
 
   def encode(self, obs):
-    return tf.convert_to_tensor(obs)
+    return tf.convert_to_tensor(obs['observation'])
 
   def dynamics(self, latent, action):
     paddle = 2.0 * tf.cast(tf.argmax(action, -1), tf.float32) - 1.0
@@ -156,7 +163,7 @@ def test_benchmark_end_to_end_on_a_reduced_budget(tmp_path):
 
 class _Encoder:
   def encode(self, obs):
-    return tf.convert_to_tensor(obs)
+    return tf.convert_to_tensor(obs['observation'])
 
 
 class _AlwaysRight:

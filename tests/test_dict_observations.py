@@ -174,3 +174,43 @@ def test_onnx_and_tflite_take_the_keys_and_act_as_tensorflow(trained,
   tflite_out = portable_export.run_tflite(paths['tflite'], inputs)
   np.testing.assert_array_equal(onnx_out['action'], tflite_out['action'])
   assert onnx_out['action'].shape == (4,)
+
+
+def _gif_sizes(logdir, tag):
+  """(step, width, height, frames) of each GIF image summary `tag`."""
+  import io
+  from PIL import Image, ImageSequence
+  from tensorboard.backend.event_processing import event_accumulator
+  accumulator = event_accumulator.EventAccumulator(
+      logdir, size_guidance={event_accumulator.IMAGES: 0})
+  accumulator.Reload()
+  if tag not in accumulator.Tags()['images']:
+    return []
+  out = []
+  for event in accumulator.Images(tag):
+    gif = Image.open(io.BytesIO(event.encoded_image_string))
+    assert gif.format == 'GIF'
+    out.append((event.step, gif.width, gif.height,
+                sum(1 for _ in ImageSequence.Iterator(gif))))
+  return out
+
+
+def test_tensorboard_gets_open_loop_and_episode_videos(trained):
+  trainer = trained['trainer']
+  # Open loop, every run.image_every = 100 env steps once training ran:
+  # rows of true | predicted | error, 16 x 16 each.
+  videos = _gif_sizes(trained['logdir'], 'world_model/open_loop/image')
+  assert videos, 'no open-loop video written'
+  for _, width, height, frames in videos:
+    assert width == 3 * 16 and height % 16 == 0 and 1 <= height // 16 <= 4
+    assert frames >= 2
+  # An evaluation writes its first episode as the policy saw it: 20 steps
+  # and the final observation, at most 21 frames (GIF merges repeats).
+  trainer.evaluate()
+  trainer.writer.flush()
+  episodes = _gif_sizes(trained['logdir'], 'eval/episode/image')
+  assert [e[0] for e in episodes] == [trainer.env_steps]
+  _, width, height, frames = episodes[0]
+  assert (width, height) == (16, 16) and 2 <= frames <= 21
+  # Vector keys get no video.
+  assert not _gif_sizes(trained['logdir'], 'eval/episode/vector')

@@ -11,7 +11,7 @@ for the N environments from one step to the next; is_first resets a row.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -136,7 +136,8 @@ def random_actions(rng: np.random.Generator, spec: EnvSpec, n: int
 def evaluate_policy(envs, spec: EnvSpec,
                     act: Callable[[Dict[str, np.ndarray], np.ndarray],
                                   np.ndarray],
-                    seed: int) -> np.ndarray:
+                    seed: int,
+                    frames: Optional[Dict[str, list]] = None) -> np.ndarray:
   """Runs one episode in each of the N environments, in parallel.
 
   Args:
@@ -145,6 +146,9 @@ def evaluate_policy(envs, spec: EnvSpec,
       actions [N, A] (a
       deterministic policy, e.g. `PolicyActing.act_deterministic`);
       is_first is true at the first step only.
+    frames: {image key: []}: each list receives the first environment's
+      observations of that key, [H, W, C] uint8, one per step of its
+      episode (its last observation included).
 
   Returns:
     The N episode returns, float64 [N].
@@ -156,10 +160,19 @@ def evaluate_policy(envs, spec: EnvSpec,
   running = np.ones(n, bool)
   is_first = np.ones(n, bool)
   while running.any():
-    action = to_env_actions(
-        np.asarray(act(convert(obs, (n,)), is_first)), spec)
+    observation = convert(obs, (n,))
+    if frames is not None and running[0]:
+      for key, sink in frames.items():
+        sink.append(np.asarray(observation[key][0]))
+    action = to_env_actions(np.asarray(act(observation, is_first)), spec)
     is_first = np.zeros(n, bool)
     obs, reward, terminated, truncated, _ = envs.step(action)
     returns += np.where(running, reward, 0.0)
+    if frames is not None and running[0] and (terminated[0] or truncated[0]):
+      # The vector env returns the final observation of a finished episode
+      # (NEXT_STEP autoreset), so it goes in too.
+      final = convert(obs, (n,))
+      for key, sink in frames.items():
+        sink.append(np.asarray(final[key][0]))
     running &= ~np.logical_or(terminated, truncated)
   return returns

@@ -20,6 +20,8 @@ import tensorflow as tf
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from wm_tf.runtime import video_summary
+
 # At most this many subplots; wider observations share them.
 MAX_SUBPLOTS = 8
 
@@ -156,3 +158,85 @@ def write_open_loop_image(writer, world_model, batch: Dict[str, np.ndarray],
     tf.summary.scalar('open_loop/mse', mse)
   writer.flush()
   return mse
+
+
+# Replayed steps observed before the open-loop video's predictions start:
+# a recurrent representation needs a few frames to infer velocities.
+VIDEO_CONTEXT = 5
+VIDEO_SEQUENCES = 4
+
+
+def open_loop_images(world_model, batch: Dict[str, np.ndarray],
+                     context: int = VIDEO_CONTEXT) -> Dict[str, np.ndarray]:
+  """Decoded images along [B, T] replayed sequences, open loop after
+  `context` steps.
+
+  Steps t < context are reconstructions of the observed steps (the
+  sequence's latent states, `WorldModel.latent_states`); after them the
+  dynamics' mean rolls forward with the replayed actions from the state
+  at context - 1, and each state is decoded.
+
+  Args:
+    batch: the observation keys [B, T, *shape], 'action' [B, T, A],
+      'is_first' [B, T].
+
+  Returns:
+    {image key of the decoder: [B, T, H, W, C] float images in the
+    decoder's space (x / 255 - 0.5)}.
+  """
+  inputs = {k: tf.convert_to_tensor(v) for k, v in batch.items()}
+  latents = world_model.latent_states(inputs)  # [B, T, D]
+  length = latents.shape[1]
+  context = max(1, min(context, length))
+  state = latents[:, context - 1]
+  states = [latents[:, t] for t in range(context)]
+  for t in range(context - 1, length - 1):
+    state = world_model.dynamics(state, inputs['action'][:, t]).mean()
+    states.append(state)
+  decoded = world_model.decoder(tf.stack(states, 1))
+  return {k: decoded[k].mean().numpy()
+          for k in world_model.decoder.image_keys}
+
+
+def _video_rows(is_first: np.ndarray, count: int) -> np.ndarray:
+  """Up to `count` rows of a [B, T] batch, those without an episode start
+  after step 0 first (open-loop predictions never cross one)."""
+  whole = ~np.asarray(is_first)[:, 1:].any(axis=1)
+  order = np.concatenate([np.flatnonzero(whole), np.flatnonzero(~whole)])
+  return order[:count]
+
+
+def write_open_loop_videos(writer, world_model, batch: Dict[str, np.ndarray],
+                           step: int) -> List[str]:
+  """Writes the video 'world_model/open_loop/<key>' of each image key.
+
+  Each shows up to VIDEO_SEQUENCES replayed sequences, one per row, as
+  true | predicted | error (`wm_tf.runtime.video_summary`).
+
+  Returns:
+    The tags written (none if the decoder has no image key).
+  """
+  keys = world_model.decoder.image_keys
+  if not keys:
+    return []
+  rows = _video_rows(batch['is_first'], VIDEO_SEQUENCES)
+  batch = {k: np.asarray(v)[rows] for k, v in batch.items()}
+  predicted = open_loop_images(world_model, batch)
+  tags = []
+  with writer.as_default(step=step):
+    for key in keys:
+      frames = video_summary.prediction_frames(batch[key], predicted[key])
+      video_summary.write_video(video_summary.open_loop_tag(key), frames)
+      tags.append(video_summary.open_loop_tag(key))
+  writer.flush()
+  return tags
+
+
+def write_episode_videos(writer, frames: Dict[str, list], step: int) -> None:
+  """Writes 'eval/episode/<key>': one episode's observations [H, W, C]."""
+  with writer.as_default(step=step):
+    for key, images in frames.items():
+      if images:
+        video_summary.write_video(video_summary.episode_tag(key),
+                                  np.stack(images))
+  writer.flush()

@@ -301,12 +301,16 @@ class Trainer(CheckpointedRun):
                            c.env.max_episode_steps, options=c.env)
     acting = collector_lib.PolicyActing(self.agent.policy,
                                         c.run.eval_episodes)
+    # The first episode's image observations, as a TensorBoard video.
+    frames = {o.key: [] for o in self.spec.observations if o.is_image}
     try:
       returns = collector_lib.evaluate_policy(
           envs, self.spec, acting.act_deterministic,
-          seed=c.seed + 10_000 + self.env_steps)
+          seed=c.seed + 10_000 + self.env_steps, frames=frames)
     finally:
       envs.close()
+    tensorboard_images.write_episode_videos(self.writer, frames,
+                                            self.env_steps)
     return {'eval/return': float(returns.mean()),
             'eval/return_std': float(returns.std())}
 
@@ -341,6 +345,9 @@ class Trainer(CheckpointedRun):
   def _write_image(self) -> None:
     if self._last_batch is not None:
       tensorboard_images.write_open_loop_image(
+          self.writer, self.agent.world_model, self._last_batch,
+          self.env_steps)
+      tensorboard_images.write_open_loop_videos(
           self.writer, self.agent.world_model, self._last_batch,
           self.env_steps)
 
