@@ -214,3 +214,14 @@ def test_tensorboard_gets_open_loop_and_episode_videos(trained):
   assert (width, height) == (16, 16) and 2 <= frames <= 21
   # Vector keys get no video.
   assert not _gif_sizes(trained['logdir'], 'eval/episode/vector')
+
+
+@pytest.mark.parametrize('overrides, want', [
+    (['run.total_env_steps=500'], 500),  # the run never stores more
+    (['replay.capacity=300'], 300),
+    (['replay.capacity=10', 'env.num_envs=2', 'replay.sequence_length=8'],
+     16),  # one sequence per stream at least
+])
+def test_replay_capacity_is_what_the_run_can_use(overrides, want):
+  from wm_tf.runtime.trainer import _replay_capacity
+  assert _replay_capacity(load_config(None, overrides)) == want

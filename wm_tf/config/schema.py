@@ -453,7 +453,8 @@ class WarmupConfig:
 
 @dataclasses.dataclass
 class ReplayConfig:
-  capacity: int = 1_000_000  # steps kept
+  # Steps kept (at most run.total_env_steps are allocated: no run stores more).
+  capacity: int = 1_000_000
   batch_size: int = 16  # sequences per batch
   sequence_length: int = 64  # steps per sequence
   # Where the replay's ring buffers live: 'memory' (the trainer stops at

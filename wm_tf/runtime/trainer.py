@@ -73,9 +73,12 @@ def update_was_nonfinite(metrics: Dict[str, object]) -> bool:
 
 
 def _replay_capacity(config: config_lib.Config) -> int:
-  """replay.capacity, raised to one sequence per environment stream."""
+  """replay.capacity, at most the run's total env steps (a buffer larger
+  than the run never fills, and image steps are large), raised to one
+  sequence per environment stream."""
   rc = config.replay
-  return max(rc.capacity, rc.sequence_length * config.env.num_envs)
+  return max(min(rc.capacity, config.run.total_env_steps),
+             rc.sequence_length * config.env.num_envs)
 
 
 def _local_batch_size(config: config_lib.Config,
