@@ -54,9 +54,20 @@ def _profile_steps(text):
   return start, stop
 
 
+def default_logdir(env_id: str, seed: int) -> str:
+  """logdir/<env id>-seed<seed>, the id's ':' and '/' (atari:Pong,
+  wm_tf/Dice-v0) made '_' so the run is one directory whose name
+  TensorBoard's --logdir takes as it is."""
+  return f"logdir/{env_id.replace(':', '_').replace('/', '_')}-seed{seed}"
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    # TensorFlow logs every checkpoint save, and dm_control its OpenGL
+    # backend, at INFO level.
+    logging.set_verbosity(logging.WARNING)
   # Heavy imports after flag parsing so --help is fast.
   from wm_tf.config import ConfigError, load_config
   from wm_tf.runtime.environments import UnsupportedEnvironment
@@ -86,13 +97,10 @@ def main(argv):
   except (UnsupportedEnvironment, ConfigError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
-  logdir = FLAGS.logdir or f'logdir/{config.env.id}-seed{config.seed}'
+  logdir = FLAGS.logdir or default_logdir(config.env.id, config.seed)
   from wm_tf.runtime import trainer as trainer_lib
   from wm_tf.runtime.checkpoints import NoUsableCheckpoint
   from wm_tf.runtime.run_lock import RunDirectoryInUse
-  if not FLAGS['verbosity'].present:
-    # TensorFlow logs every checkpoint save at INFO level.
-    logging.set_verbosity(logging.WARNING)
   from wm_tf.runtime.distribution import make_strategy
   # Before any other TensorFlow op (MultiWorkerMirroredStrategy needs it).
   strategy = make_strategy(FLAGS.strategy, tpu=FLAGS.tpu)

@@ -97,3 +97,4 @@ def test_print_config_prints_the_resolved_config(tmp_path):
 def test_the_resolved_config_round_trips_without_presets():
   config = load_config('configs/cartpole.yaml')
   assert from_dict(to_dict(config)) == config
+
