@@ -152,8 +152,10 @@ def test_the_trainer_refuses_a_replay_beyond_memory(tmp_path):
   from wm_tf.runtime.trainer import Trainer
   env_id = observation_envs.register()
   with pytest.raises(ReplayMemoryError, match='replay.capacity <='):
+    # A run long enough to fill the buffer (it holds at most the run).
     Trainer(load_config(None, RUN + [f'env.id={env_id}',
-                                     'replay.capacity=10000000000']),
+                                     'replay.capacity=10000000000',
+                                     'run.total_env_steps=10000000000']),
             str(tmp_path), progress=False)
 
 

@@ -27,6 +27,11 @@ DETERMINISTIC = list(SMALL_OVERRIDES) + [
     'imagination.sample_dynamics=false']
 
 
+# Medians over a batch: under a strategy the mean of the replicas' medians,
+# which is not the median of the whole batch.
+REPLICA_MEDIANS = ('world_model/continue_at_terminal',)
+
+
 @pytest.fixture(scope='module')
 def mirrored():
   strategy = distribution.make_strategy('mirrored')
@@ -116,6 +121,8 @@ def test_mirrored_updates_match_one_device(overrides, mirrored):
                             seed)
     assert set(got) == set(expected)
     for name in expected:
+      if name in REPLICA_MEDIANS:
+        continue
       np.testing.assert_allclose(got[name], expected[name], rtol=1e-5,
                                  atol=1e-6, err_msg=f'step {step}: {name}')
     assert float(got['learner/nonfinite']) == 0.0
