@@ -54,13 +54,6 @@ def _profile_steps(text):
   return start, stop
 
 
-def default_logdir(env_id: str, seed: int) -> str:
-  """logdir/<env id>-seed<seed>, the id's ':' and '/' (atari:Pong,
-  wm_tf/Dice-v0) made '_' so the run is one directory whose name
-  TensorBoard's --logdir takes as it is."""
-  return f"logdir/{env_id.replace(':', '_').replace('/', '_')}-seed{seed}"
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -97,6 +90,7 @@ def main(argv):
   except (UnsupportedEnvironment, ConfigError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
+  from wm_tf.runtime.checkpoints import default_logdir
   logdir = FLAGS.logdir or default_logdir(config.env.id, config.seed)
   from wm_tf.runtime import trainer as trainer_lib
   from wm_tf.runtime.checkpoints import NoUsableCheckpoint

@@ -575,3 +575,13 @@ def test_export_and_evaluation_fall_back_over_a_damaged_checkpoint(
   with pytest.warns(RuntimeWarning, match='damaged.*falling back'):
     loaded = evaluation.policy_from_run(os.path.relpath(logdir))
   assert loaded.source == previous
+
+
+@pytest.mark.parametrize('env_id, want', [
+    ('CartPole-v1', 'logdir/CartPole-v1-seed3'),
+    ('dmc:cartpole_balance', 'logdir/dmc_cartpole_balance-seed3'),
+    ('wm_tf/Dice-v0', 'logdir/wm_tf_Dice-v0-seed3'),
+])
+def test_default_logdir_is_one_directory(env_id, want):
+  from wm_tf.runtime.checkpoints import default_logdir
+  assert default_logdir(env_id, 3) == want

@@ -276,12 +276,3 @@ def test_env_error_stderr_is_exactly_one_line(args, needles,
   result, _ = _bad_run(args, tmp_path_factory)
   assert result.stderr.strip().splitlines() == _error_lines(result.stderr)
 
-
-@pytest.mark.parametrize('env_id, want', [
-    ('CartPole-v1', 'logdir/CartPole-v1-seed3'),
-    ('dmc:cartpole_balance', 'logdir/dmc_cartpole_balance-seed3'),
-    ('wm_tf/Dice-v0', 'logdir/wm_tf_Dice-v0-seed3'),
-])
-def test_default_logdir_is_one_directory(env_id, want):
-  from launch.train import default_logdir
-  assert default_logdir(env_id, 3) == want

@@ -50,6 +50,13 @@ class NoUsableCheckpoint(RuntimeError):
   """Checkpoints exist, but none of them can be read."""
 
 
+def default_logdir(env_id: str, seed: int) -> str:
+  """logdir/<env id>-seed<seed>, the id's ':' and '/' (atari:Pong,
+  wm_tf/Dice-v0) made '_' so the run is one directory whose name
+  TensorBoard's --logdir takes as it is."""
+  return f"logdir/{env_id.replace(':', '_').replace('/', '_')}-seed{seed}"
+
+
 def write_text_atomically(path: str, text: str) -> None:
   """Writes a file via a temporary file and a rename: all or nothing."""
   directory = os.path.dirname(os.path.abspath(path))
