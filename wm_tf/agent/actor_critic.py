@@ -246,7 +246,8 @@ class ActorCritic(tf.Module):
         traj['entropies'], value_dist.log_prob(tf.stop_gradient(targets)),
         scale, s.actor_gradient, s.entropy)
     if self.loss_scales['critic_slow'] > 0 and s.slow_critic_fraction > 0:
-      slow = tf.stop_gradient(self.slow_critic(states[:, :-1]).mean())
+      # With a moving slow copy, `values` are its means already.
+      slow = tf.stop_gradient(values[:, :-1])
       terms['critic_slow'] = -tf.reduce_mean(weights * value_dist.log_prob(slow))
     metrics = {}
     if real is not None:
