@@ -34,7 +34,10 @@ from benchmarks.training_runs import (ROOT, median, read_evaluations,
                                       run_jobs, train_command)
 
 flags.DEFINE_list('envs', ['cartpole', 'pendulum'], 'Configs under configs/.')
-flags.DEFINE_integer('seeds', 5, 'Seeds per environment (0 .. seeds-1).')
+flags.DEFINE_integer('seeds', 5, 'Seeds per environment (first_seed ..'
+                     ' first_seed + seeds - 1).')
+flags.DEFINE_integer('first_seed', 0, 'The first seed: results are checked '
+                     'again on seeds never used in development (e.g. 100).')
 flags.DEFINE_integer('parallel', 1, 'Runs at once (each uses the cores).')
 flags.DEFINE_string('output', 'benchmarks/results', 'Output directory.')
 flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for all runs.')
@@ -83,7 +86,7 @@ def main(argv):
   os.makedirs(FLAGS.output, exist_ok=True)
   jobs, logdirs = [], {}
   for env in FLAGS.envs:
-    for seed in range(FLAGS.seeds):
+    for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
       logdir = os.path.join(FLAGS.output, 'runs', f'{env}-seed{seed}')
       logdirs[(env, seed)] = logdir
       jobs.append({'env': env, 'seed': seed, 'logdir': logdir,
@@ -97,7 +100,7 @@ def main(argv):
   rows_out, summary = [], {}
   for env in FLAGS.envs:
     runs = {}
-    for seed in range(FLAGS.seeds):
+    for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
       path = os.path.join(logdirs[(env, seed)], 'evaluations.csv')
       if os.path.exists(path):
         runs[seed] = read_evaluations(path)

@@ -369,3 +369,43 @@ def test_saved_config_of_either_latent_loads_again():
                                 f'representation_learner.latent={latent}'])
     again = from_dict(to_dict(config))
     assert again == config
+
+
+@pytest.mark.parametrize('latent, jit', [('gaussian', False),
+                                         ('categorical', True)])
+def test_loop_equals_unrolled_sequence(latent, jit):
+  """`unroll=False` (a tf.while_loop) computes what the written-out steps
+  compute: states, loss, metrics and gradients, with sampling and resets."""
+  extra = (dict(latent='gaussian', latent_dim=4, beta=1.0, free_nats=0.5)
+           if latent == 'gaussian' else {})
+  unrolled = _rssm(**extra)
+  looped = _rssm(unroll=False, **extra)
+  features, action, is_first = _sequence(batch=3, length=7)
+  for model in (unrolled, looped):
+    model.observe_sequence(features, action, is_first, seed=_seed())
+  looped.set_weights(unrolled.get_weights())
+
+  def run(model):
+    with tf.GradientTape() as tape:
+      states, loss, metrics = model.observe_sequence(
+          features, action, is_first, seed=_seed())
+      objective = loss + tf.reduce_sum(tf.sin(states))
+    return (states, loss, metrics,
+            tape.gradient(objective, model.trainable_variables))
+
+  if jit:
+    run = tf.function(run, jit_compile=True)
+  expected, actual = run(unrolled), run(looped)
+  assert actual[0].shape == (3, 7, unrolled.latent_dim)
+  np.testing.assert_allclose(actual[0].numpy(), expected[0].numpy(),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(float(actual[1]), float(expected[1]), rtol=1e-5)
+  assert set(actual[2]) == set(expected[2])
+  for name in expected[2]:
+    np.testing.assert_allclose(float(actual[2][name]),
+                               float(expected[2][name]), rtol=1e-5,
+                               atol=1e-7, err_msg=name)
+  for got, want in zip(actual[3], expected[3]):
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4,
+                               atol=1e-6)
+  assert looped.get_config()['unroll'] is False

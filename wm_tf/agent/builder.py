@@ -116,7 +116,7 @@ def representation_arguments(config: Config, spec: EnvSpec) -> dict:
                    classes=rep.classes, unimix=rep.unimix,
                    free_nats=rep.free_nats, kl_balance=rep.kl_balance,
                    beta=rep.beta, dyn_scale=rep.dyn_scale,
-                   rep_scale=rep.rep_scale),
+                   rep_scale=rep.rep_scale, unroll=rep.unroll),
   }
   return _of_type(by_type, rep.type, 'representation_learner.type')
 
@@ -355,6 +355,13 @@ def _warmup(config: Config) -> WarmupSchedule:
                     p.critic_updates) for p in w.phases])
 
 
+def actor_gradient(gradient: str, spec: EnvSpec) -> str:
+  """actor.gradient with 'auto' resolved for the env's action space."""
+  if gradient != 'auto':
+    return gradient
+  return 'reinforce' if spec.discrete else 'dynamics'
+
+
 def _actor_critic(config: Config, spec: EnvSpec, warmup: WarmupSchedule):
   """(the `ActorCritic` learner, the imagination mode)."""
   actor, critic, slow_critic = _actor_and_critics(config, spec)
@@ -362,7 +369,8 @@ def _actor_critic(config: Config, spec: EnvSpec, warmup: WarmupSchedule):
   settings = ActorCriticSettings(
       horizon=imagination.horizon, gamma=imagination.gamma,
       returns_type=config.returns.type, lambda_=config.returns.lambda_,
-      n_step=config.returns.n, actor_gradient=a.gradient, entropy=a.entropy,
+      n_step=config.returns.n, actor_gradient=actor_gradient(a.gradient, spec),
+      entropy=a.entropy,
       return_normalization=a.return_normalization,
       slow_critic_fraction=c.slow_target_fraction,
       sample_dynamics=imagination.sample_dynamics,

@@ -13,8 +13,8 @@ state and action are reset to zeros before the step, so an episode never
 sees its predecessor.
 
 Training (`observe_sequence`) runs the posterior over a [B, T] sequence,
-one step at a time (T is static, so the loop is unrolled and XLA compiles
-it), sampling z_t (reparameterised, or straight-through for categoricals).
+one step at a time (unrolled, or as a tf.while_loop: `unroll`), sampling
+z_t (reparameterised, or straight-through for categoricals).
 Its loss is the KL of posterior to prior, summed over z, split in two
 terms that train different sides (KL balancing, as in DreamerV2): the
 prior's term KL(sg(q(z_t)) || p(z_t)) trains the prior to predict the
@@ -79,6 +79,9 @@ class RSSM(keras.Model):
       a rule of the config (representation_learner.kl_balance).
     dyn_scale, rep_scale: 'categorical': weights of the prior's (dynamics)
       and the posterior's (representation) KL terms.
+    unroll: `observe_sequence` writes the T steps out one after another
+      (XLA schedules across steps), or compiles one step as the body of a
+      `tf.while_loop` (a program T times smaller: far less time to compile).
 
   API (N any batch size):
     initial_state(N) -> zeros [N, D];
@@ -100,9 +103,10 @@ class RSSM(keras.Model):
                classes: int = 32, unimix: float = 0.01,
                free_nats: float = 1.0, beta: Optional[float] = 1.0,
                kl_balance: float = 0.8, dyn_scale: float = 0.5,
-               rep_scale: float = 0.1, **kwargs):
+               rep_scale: float = 0.1, unroll: bool = True, **kwargs):
     super().__init__(**kwargs)
     self.latent = latent
+    self.unroll = unroll
     self.stochastic_latent = RSSM_LATENTS.get(latent)(latent_dim, classes,
                                                       unimix)
     # Z Normal variables or G categoricals, as configured.
@@ -198,33 +202,67 @@ class RSSM(keras.Model):
     the initial state, whether or not its step 0 is an episode start.
     """
     length = features.shape[1]
-    seeds = (tfp.random.split_seed(seed, n=length) if seed is not None
-             else [None] * length)
+    latent = self.stochastic_latent
+    seeds = (None if seed is None
+             else tf.stack(list(tfp.random.split_seed(seed, n=length))))
+
+    def step(state, prev_action, t):
+      """One posterior step: (state, [state, KLs and spreads of step t])."""
+      state, posterior, prior = self.observe_step(
+          state, prev_action, features[:, t], is_first[:, t],
+          None if seeds is None else seeds[t])
+      prior_kl, posterior_kl = latent.kl_terms(posterior, prior)
+      return state, (state, prior_kl, posterior_kl,
+                     latent.spread(posterior), latent.spread(prior))
+
     state = self.initial_state(tf.shape(features)[0])
     prev_action = tf.zeros_like(action[:, 0])
-    latent = self.stochastic_latent
-    states, prior_kls, posterior_kls, post_spread, prior_spread = (
-        [], [], [], [], [])
-    for t in range(length):
-      state, posterior, prior = self.observe_step(
-          state, prev_action, features[:, t], is_first[:, t], seeds[t])
-      states.append(state)
-      prior_kl, posterior_kl = latent.kl_terms(posterior, prior)
-      prior_kls.append(prior_kl)
-      posterior_kls.append(posterior_kl)
-      post_spread.append(latent.spread(posterior))
-      prior_spread.append(latent.spread(prior))
-      prev_action = action[:, t]
-    prior_kl = tf.stack(prior_kls, 1)  # [B, T], the KL, gradient to p only
-    posterior_kl = tf.stack(posterior_kls, 1)  # the same value, to q only
+    if self.unroll:
+      outputs = []
+      for t in range(length):
+        state, out = step(state, prev_action, t)
+        outputs.append(out)
+        prev_action = action[:, t]
+      # Each [B, T, ...] for the batch-shaped outputs, [T] for the spreads.
+      states, prior_kl, posterior_kl, post_spread, prior_spread = [
+          tf.stack(parts, 1 if parts[0].shape.rank else 0)
+          for parts in zip(*outputs)]
+    else:
+      states, prior_kl, posterior_kl, post_spread, prior_spread = (
+          self._observe_loop(step, state, prev_action, action, length))
+    # prior_kl [B, T] is the KL with its gradient to p only; posterior_kl
+    # the same value, to q only.
     loss, metrics = latent.kl_loss(self, prior_kl, posterior_kl)
     spread = latent.spread_name
     metrics = {
         'rssm_kl': tf.reduce_mean(prior_kl), **metrics,
-        f'rssm_posterior_{spread}': tf.add_n(post_spread) / float(length),
-        f'rssm_prior_{spread}': tf.add_n(prior_spread) / float(length),
+        f'rssm_posterior_{spread}': tf.reduce_mean(post_spread),
+        f'rssm_prior_{spread}': tf.reduce_mean(prior_spread),
     }
-    return tf.stack(states, 1), loss, metrics
+    return states, loss, metrics
+
+  @staticmethod
+  def _observe_loop(step, state, prev_action, action, length):
+    """`step` over t = 0..T-1 as one tf.while_loop body.
+
+    Returns the five outputs of `step` stacked over time: batch-shaped ones
+    as [B, T, ...], the scalar spreads as [T].
+    """
+    _, first = step(state, prev_action, 0)  # traced only for the dtypes
+    arrays = tuple(tf.TensorArray(x.dtype, size=length) for x in first)
+
+    def body(t, state, prev_action, arrays):
+      state, out = step(state, prev_action, t)
+      arrays = tuple(a.write(t, x) for a, x in zip(arrays, out))
+      return t + 1, state, tf.gather(action, t, axis=1), arrays
+
+    _, _, _, arrays = tf.while_loop(
+        lambda t, *_: t < length, body,
+        (tf.constant(0), state, prev_action, arrays),
+        maximum_iterations=length)
+    stacked = [a.stack() for a in arrays]  # [T, B, ...] or [T]
+    return [tf.transpose(x, [1, 0] + list(range(2, x.shape.rank)))
+            if x.shape.rank > 1 else x for x in stacked]
 
   def own_dynamics(self) -> 'RSSMPriorDynamics':
     return RSSMPriorDynamics(self, name='dynamics')
@@ -236,7 +274,7 @@ class RSSM(keras.Model):
             'classes': self.classes, 'unimix': self.unimix,
             'free_nats': self.free_nats, 'beta': self.beta,
             'kl_balance': self.kl_balance, 'dyn_scale': self.dyn_scale,
-            'rep_scale': self.rep_scale}
+            'rep_scale': self.rep_scale, 'unroll': self.unroll}
 
 
 def _build_once(layer: keras.layers.Layer, input_dim: int) -> None:

@@ -138,6 +138,10 @@ class RepresentationConfig:
   # The gaussian latent refuses them (it has beta and kl_balance).
   dyn_scale: float = 0.5
   rep_scale: float = 0.1
+  # 'rssm': the posterior over a replayed [B, T] window written out step
+  # after step (XLA schedules across steps), or one step compiled as the
+  # body of a loop run T times (a program T times smaller to compile).
+  unroll: bool = True
 
 
 @dataclasses.dataclass
@@ -244,8 +248,11 @@ class ActorConfig:
   activation: str = 'silu'
   # 'dynamics': backprop returns through the learned dynamics (straight-
   # through for discrete actions); 'reinforce': score function with the
-  # critic as baseline.
-  gradient: Literal['dynamics', 'reinforce'] = 'dynamics'
+  # critic as baseline; 'auto': 'reinforce' for discrete actions (a
+  # straight-through sample is a poor gradient of a one-hot choice) and
+  # 'dynamics' for continuous ones (DreamerV2's rule), so one config fits
+  # both kinds of action space.
+  gradient: Literal['auto', 'dynamics', 'reinforce'] = 'dynamics'
   entropy: float = 3e-4  # entropy bonus scale
   min_std: float = 0.1  # continuous actions: std floor of the pre-tanh Normal
   max_std: float = 1.0
