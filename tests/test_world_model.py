@@ -135,6 +135,31 @@ def test_loss_terms_match_numpy_masked_means(small_overrides, cartpole_spec,
                                atol=1e-4, err_msg=name)
 
 
+@pytest.mark.parametrize('weight', [1.0, 20.0])
+def test_terminal_weight_is_a_weighted_mean_of_the_continue_nll(
+    small_overrides, cartpole_spec, batch_factory, weight):
+  wm = _world_model(small_overrides + [
+      f'world_model.terminal_weight={weight}'], cartpole_spec)
+  batch = batch_factory(2, batch_size=3, length=7, terminal_prob=0.2)
+  terminal = batch['is_terminal'].numpy().astype(np.float64)
+  assert 0 < terminal.sum() < terminal.size
+  latent = wm.encode({'observation': batch['observation']})
+  nll = _bernoulli_nll(1.0 - terminal,
+                       wm.continue_(latent).logits_parameter().numpy())
+  w = np.where(terminal > 0, weight, 1.0)
+  expected = np.sum(w * nll) / np.sum(w)
+  _, _, metrics = wm.world_model_loss(batch)
+  np.testing.assert_allclose(float(metrics['world_model/continue_nll']),
+                             expected, rtol=1e-5)
+  if weight != 1.0:  # the weighting is not the plain mean
+    assert abs(expected - nll.mean()) > 1e-3 * abs(expected)
+
+
+def test_terminal_weight_must_be_positive():
+  with pytest.raises(ConfigError, match='world_model.terminal_weight'):
+    load_config(None, ['world_model.terminal_weight=0'])
+
+
 def test_loss_scales_must_match_the_terms(small_overrides, cartpole_spec):
   wm = _world_model(small_overrides, cartpole_spec)
   assert set(wm.loss_scales) == set(WorldModel.LOSS_TERMS)

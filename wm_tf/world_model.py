@@ -55,6 +55,8 @@ class WorldModel(keras.Model):
       head (`continue_probability`). False treats every imagined step as
       continuing (for environments that never terminate); the head is
       still trained on the replayed flags and its NLL logged.
+    terminal_weight: weight of a terminal step in the continue NLL, a
+      weighted mean over the [B, T] steps (1: the plain mean).
     seed: base of the stateless seeds of `world_model_loss` when it is
       called without one: seed [seed, n] at its n-th call (a counter
       variable of this model), so each train step draws fresh bootstrap
@@ -68,7 +70,8 @@ class WorldModel(keras.Model):
   def __init__(self, encoder, representation, dynamics, reward, continue_,
                decoder, loss_scales: Dict[str, float],
                stop_gradient_target: bool = True,
-               predict_continue: bool = True, seed: int = 0, **kwargs):
+               predict_continue: bool = True, terminal_weight: float = 1.0,
+               seed: int = 0, **kwargs):
     super().__init__(**kwargs)
     self.encoder = encoder
     self.representation = representation
@@ -81,6 +84,7 @@ class WorldModel(keras.Model):
     self.loss_scales = dict(loss_scales)
     self.stop_gradient_target = stop_gradient_target
     self.predict_continue = bool(predict_continue)
+    self.terminal_weight = float(terminal_weight)
     self.seed = int(seed) % (2 ** 31)
     # float32, not int32: target world models mix variables by EMA, which
     # an integer variable cannot take. Counts exactly up to 2^24 calls.
@@ -254,7 +258,12 @@ class WorldModel(keras.Model):
 
     not_first = 1.0 - is_first
     reward_nll = masked_mean(-self.reward(latent).log_prob(reward), not_first)
-    continue_nll = tf.reduce_mean(-self.continue_(latent).log_prob(cont))
+    continue_nll = -self.continue_(latent).log_prob(cont)
+    if self.terminal_weight == 1.0:
+      continue_nll = tf.reduce_mean(continue_nll)
+    else:
+      continue_nll = masked_mean(
+          continue_nll, 1.0 + (self.terminal_weight - 1.0) * (1.0 - cont))
     decoder_nlls = self.decoder_nlls(latent, batch)
     decoder_nll = tf.add_n(list(decoder_nlls.values()))
     terms = {'dynamics': dynamics_loss, 'reward': reward_nll,

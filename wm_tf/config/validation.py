@@ -71,6 +71,8 @@ _RANGES = (
      'a number in [0, 1)'),
     ('representation_learner.dyn_scale', lambda v: v >= 0, 'a number >= 0'),
     ('representation_learner.rep_scale', lambda v: v >= 0, 'a number >= 0'),
+    ('world_model.terminal_weight', lambda v: v > 0 and math.isfinite(v),
+     'a finite number > 0'),
     ('actor.entropy', lambda v: v >= 0, 'a number >= 0'),
     ('actor.min_std', lambda v: v > 0, 'a number > 0'),
     ('critic.slow_target_fraction', lambda v: 0 <= v <= 1, 'a number in [0, 1]'),
