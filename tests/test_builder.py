@@ -52,7 +52,9 @@ def test_every_representation_gets_exactly_its_arguments(kind):
 
 @pytest.mark.parametrize('kind', DYNAMICS.names())
 def test_every_dynamics_model_gets_exactly_its_arguments(kind):
-  config = load_config(None, [f'dynamics.type={kind}'])
+  # The design's defaults: a stateless representation (the recipe's RSSM
+  # is its own dynamics), imagination sampling the model.
+  config = load_config(None, ['presets=[design]', f'dynamics.type={kind}'])
   builder.check_arguments(DYNAMICS.get(kind),
                           builder.dynamics_arguments(config, latent_dim=4))
 

@@ -1,5 +1,6 @@
 """Tests for wm_tf/config/: defaults, YAML + overrides, validation errors."""
 
+import dataclasses
 import os
 
 import pytest
@@ -30,13 +31,16 @@ def _error(overrides=(), path=None) -> str:
 
 def test_defaults_load():
   config = load_config()
-  assert config == Config()
+  # Config() leaves the by-type defaults unset: the RSSM's KL weight, 1.
+  assert config == dataclasses.replace(
+      Config(), representation_learner=dataclasses.replace(
+          Config().representation_learner, beta=1.0))
   assert config.env.id == 'CartPole-v1'
   assert config.returns.type == 'lambda'
   assert config.returns.lambda_ == 0.95
   assert config.heads.continue_.units == 256
   assert config.dynamics.fixed_std == 1e-4
-  assert config.optimizers.actor.learning_rate == 3e-5
+  assert config.optimizers.actor.learning_rate == 1e-4
   assert config.env.max_episode_steps is None
 
 
@@ -55,8 +59,9 @@ def test_pendulum_config_is_the_measured_one():
   assert config.env.id == 'Pendulum-v1'
   assert config.run.total_env_steps == 15_000
   assert config.representation_learner.type == 'rssm'
-  assert config.world_model.predict_continue is False
-  assert config.actor.gradient == 'dynamics'
+  assert config.world_model.predict_continue is True
+  assert config.imagination.mode == 'dyna'
+  assert config.actor.gradient == 'auto'
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -90,7 +95,7 @@ optimizers:
   assert config.run.train_ratio == 1.0
   assert isinstance(config.run.train_ratio, float)  # int -> float
   assert config.optimizers.world_model.learning_rate == 0.001
-  assert config.optimizers.actor.learning_rate == 3e-5  # default
+  assert config.optimizers.actor.learning_rate == 1e-4  # default
   assert config.actor.entropy == 0.001
   assert config.env.max_episode_steps == 200
   assert config.run.jit is False
@@ -142,7 +147,7 @@ def test_optional_accepts_null(tmp_path):
 
 
 def test_empty_yaml_file_gives_defaults(tmp_path):
-  assert load_config(_write(tmp_path, '')) == Config()
+  assert load_config(_write(tmp_path, '')) == load_config(None)
 
 
 # ---------------------------------------------------------------------------
@@ -283,7 +288,8 @@ def test_to_yaml_from_dict_round_trip(tmp_path):
       'returns.lambda=0.5', 'returns.type=n_step', 'heads.continue.units=64',
       'world_model.loss_scales.continue=0.25', 'actor.entropy=0.003',
       'optimizers.critic.learning_rate=0.00002', 'env.max_episode_steps=77',
-      'run.jit=false', 'dynamics.std=fixed', 'seed=11'])
+      'run.jit=false', 'representation_learner.type=mlp',
+      'dynamics.std=fixed', 'seed=11'])
   text = config_lib.to_yaml(config)
   data = yaml.safe_load(text)
   # YAML spells the keyword fields without their trailing '_'.
@@ -293,8 +299,9 @@ def test_to_yaml_from_dict_round_trip(tmp_path):
   assert config_lib.from_dict(data) == config
   assert load_config(_write(tmp_path, text)) == config
   # And the defaults survive too (their tiny floats included).
-  assert config_lib.from_dict(yaml.safe_load(config_lib.to_yaml(Config()))
-                              ) == Config()
+  defaults = load_config(None)
+  assert config_lib.from_dict(yaml.safe_load(config_lib.to_yaml(defaults))
+                              ) == defaults
 
 
 def test_from_dict_validates_ranges():

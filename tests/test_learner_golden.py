@@ -45,6 +45,12 @@ FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',
                        'learner_golden.json')
 ENV_STEPS = (0, 1000, 3000)
 RTOL, ATOL = 1e-5, 1e-6
+# Each env's algorithm as it was recorded: its config before the one
+# recipe became the defaults (the presets that reproduce it).
+OLD_PRESETS = {
+    'cartpole': 'presets=[size_S, design, recipe_base, discrete_dyna]',
+    'pendulum': 'presets=[size_S, design, recipe_base, continuous_rssm]',
+}
 EXTRA = list(SMALL_OVERRIDES) + ['representation_learner.deter_dim=16']
 SPECS = {
     'cartpole': EnvSpec('CartPole-v1', observations=4, action_dim=2,
@@ -65,11 +71,10 @@ _CASES = """
 import json, sys
 from benchmarks import alternatives
 found = []
-for env in json.loads(sys.argv[1]):
+for env, extra in json.loads(sys.argv[1]).items():
   earlier = {}
   for alternative in alternatives.ALTERNATIVES:
-    resolved = alternatives.resolve(alternative, env, json.loads(sys.argv[2]),
-                                    earlier)
+    resolved = alternatives.resolve(alternative, env, extra, earlier)
     earlier[alternative.name] = resolved
     if resolved.status == 'ok' or alternative.name == 'baseline':
       found.append((env, alternative.name, resolved.overrides))
@@ -77,11 +82,15 @@ print(json.dumps(found))
 """
 
 
+def _extra(env):
+  return EXTRA + [OLD_PRESETS[env]]  # the later `presets` wins
+
+
 @functools.lru_cache(maxsize=None)
 def _resolved_cases():
   out = subprocess.run(
-      [sys.executable, '-c', _CASES, json.dumps(list(SPECS)),
-       json.dumps(EXTRA)], cwd=ROOT, check=True, capture_output=True,
+      [sys.executable, '-c', _CASES,
+       json.dumps({env: _extra(env) for env in SPECS})], cwd=ROOT, check=True, capture_output=True,
       text=True).stdout
   return tuple((env, name, tuple(overrides))
                for env, name, overrides in json.loads(out))
@@ -119,7 +128,7 @@ def run_case(env, overrides):
   spec = SPECS[env]
   keras.utils.set_random_seed(0)
   config = load_config(os.path.join(ROOT, 'configs', env + '.yaml'),
-                       EXTRA + list(overrides))
+                       _extra(env) + list(overrides))
   agent = build_agent(config, spec)
   _live(agent)
   rng = np.random.default_rng(1)

@@ -64,11 +64,51 @@ def test_shipped_configs_hold_only_what_is_the_environments(name):
     assert section in ENV_KEYS, f'{name}: {section} is not an env key'
     if ENV_KEYS[section] is not None:
       assert set(value) <= ENV_KEYS[section], (name, section, set(value))
+  # The only preset an env config names is its size.
+  assert all(p.startswith('size_') for p in data.get('presets', [])), name
+
+
+def _algorithm(config):
+  """The resolved config without what is the environment's."""
+  data = to_dict(config)
+  del data['env']
+  for key in ENV_KEYS['run']:
+    del data['run'][key]
+  return data
+
+
+def test_every_shipped_config_resolves_to_the_one_recipe():
+  """Vector, pixel, discrete and continuous envs: the same algorithm keys,
+  those of the defaults at the shipped size."""
+  recipe = _algorithm(load_config(None, ['presets=[size_S]']))
+  for name in SHIPPED:
+    assert _algorithm(load_config(os.path.join(CONFIGS_DIR, name))) == recipe, name
+
+
+def test_the_design_preset_restores_a_default_the_recipe_changed():
+  """Each key of `design` differs from the schema default (the preset is
+  not stale), and it gives the design document's values."""
+  design = presets_lib.load_presets()['design']
+  defaults = to_dict(load_config(None))
+  for section, values in design.items():
+    for key, value in values.items():
+      default = defaults[section][key]
+      if isinstance(value, dict):
+        assert any(default[k] != v for k, v in value.items()), (section, key)
+      else:
+        assert default != value, (section, key)
+  config = load_config(None, ['presets=[design]'])
+  assert config.representation_learner.type == 'mlp'
+  assert config.imagination.mode == 'backprop'
+  assert config.imagination.sample_dynamics
+  assert config.actor.gradient == 'dynamics'
+  assert config.optimizers.critic.learning_rate == 3e-5
+  assert config.warmup.steps == 5000 and config.replay.sequence_length == 64
 
 
 def test_presets_can_be_overridden_from_the_command_line():
   config = load_config('configs/cartpole.yaml',
-                       ['presets=[size_XS, recipe_base, discrete_dyna]',
+                       ['presets=[size_XS, design, recipe_base, discrete_dyna]',
                         'actor.units=33'])
   assert config.critic.units == 64 and config.actor.units == 33
   assert config.env.id == 'CartPole-v1'

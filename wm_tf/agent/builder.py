@@ -268,6 +268,7 @@ def _world_model(config, spec, name, representation, dynamics, symlog):
                        decoder=scales.decoder, **{'continue': scales.continue_}),
       stop_gradient_target=config.world_model.stop_gradient_target,
       predict_continue=config.world_model.predict_continue,
+      terminal_weight=config.world_model.terminal_weight,
       seed=config.seed,
       name=name)
 

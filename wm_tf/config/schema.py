@@ -1,6 +1,9 @@
 """The configuration schema: a tree of typed dataclasses, `Config` at the root.
 
-The defaults live here, in code. Each field's comment is its documentation:
+The defaults live here, in code: they are the one recipe (the defaults
+of DESIGN.md where it does not depart from them; where it does, the preset
+`design` in presets.yaml restores the design's value and docs/design.md
+gives the measurements). Each field's comment is its documentation:
 `wm_tf.config.reference` turns them into the table of docs/configuration.md
 (tests/test_docs.py checks that the page is that table). YAML spells two
 field names without their trailing '_' (`continue`, `lambda`).
@@ -87,7 +90,7 @@ class RepresentationConfig:
   # to prior with free bits; its prior is the dynamics (dynamics.type must
   # stay 'gaussian', which it then replaces).
   type: Literal['mlp', 'none', 'mlp_autoencoder', 'vae', 'contrastive', 'vq',
-                'rssm'] = 'mlp'
+                'rssm'] = 'rssm'
   # Size of the latent state; 'rssm': the number of stochastic variables of
   # z: with latent 'gaussian' z has latent_dim entries, with 'categorical'
   # latent_dim one-hot categoricals of `classes` classes (DreamerV3's
@@ -141,7 +144,7 @@ class RepresentationConfig:
   # 'rssm': the posterior over a replayed [B, T] window written out step
   # after step (XLA schedules across steps), or one step compiled as the
   # body of a loop run T times (a program T times smaller to compile).
-  unroll: bool = True
+  unroll: bool = False
 
 
 @dataclasses.dataclass
@@ -210,6 +213,11 @@ class WorldModelConfig:
   # predicts an end (docs/design.md). The head is still trained and its
   # NLL logged either way.
   predict_continue: bool = True
+  # Weight of a terminal step in the continue head's NLL (a weighted mean
+  # over the steps): terminal steps are rare (one per episode), so with 1
+  # (the plain likelihood) the head stays soft where episodes end. Above 1
+  # it is sharper there, at the cost of predicting ends too often elsewhere.
+  terminal_weight: float = 1.0
   # The world model the actor imagines in (its dynamics, reward and continue
   # heads): 'none' the online model; 'copy' a frozen copy refreshed every
   # `target_every` world-model updates; 'ema' an exponential moving average,
@@ -252,7 +260,7 @@ class ActorConfig:
   # straight-through sample is a poor gradient of a one-hot choice) and
   # 'dynamics' for continuous ones (DreamerV2's rule), so one config fits
   # both kinds of action space.
-  gradient: Literal['auto', 'dynamics', 'reinforce'] = 'dynamics'
+  gradient: Literal['auto', 'dynamics', 'reinforce'] = 'auto'
   entropy: float = 3e-4  # entropy bonus scale
   min_std: float = 0.1  # continuous actions: std floor of the pre-tanh Normal
   max_std: float = 1.0
@@ -278,13 +286,13 @@ class ReturnsConfig:
 class ImaginationConfig:
   horizon: int = 15  # imagined steps from each real latent state
   gamma: float = 0.99  # discount
-  sample_dynamics: bool = True  # sample the next state (else take the mean)
+  sample_dynamics: bool = False  # sample the next state (else take the mean)
   # 'backprop': actor and critic learn from imagined rollouts only.
   # 'dyna': critic and actor losses mix imagined and real (replayed) data,
   #   weight real_ratio on the real part (see wm_tf/agent/imagination.py).
   # 'mpc': act by planning in the world model (the `mpc` section); actor and
   #   critic still train as in 'backprop' (the critic values plan ends).
-  mode: Literal['backprop', 'dyna', 'mpc'] = 'backprop'
+  mode: Literal['backprop', 'dyna', 'mpc'] = 'dyna'
   real_ratio: float = 0.5  # 'dyna': fraction of actor and critic loss from real data
   # 'dyna': how the real actor term weights the log-probability of each
   # replayed action (wm_tf.losses.advantage_weighted_nll). 'signed': by its
@@ -370,8 +378,8 @@ class OptimizersConfig:
   alpha: float = 1.0  # 'single': scale of the actor loss
   beta: float = 1.0  # 'single': scale of the critic loss
   world_model: OptimizerConfig = _optimizer(1e-4)
-  actor: OptimizerConfig = _optimizer(3e-5)
-  critic: OptimizerConfig = _optimizer(3e-5)
+  actor: OptimizerConfig = _optimizer(1e-4)
+  critic: OptimizerConfig = _optimizer(3e-4)
 
 
 @dataclasses.dataclass
@@ -391,7 +399,7 @@ class WarmupConfig:
   # 'phased': `phases` give the updates of each part per train step; after
   #   the last phase, one update of each. `steps` is not used.
   type: Literal['simple', 'gradual', 'phased'] = 'simple'
-  steps: int = 5_000  # env steps of the warmup ('simple', 'gradual')
+  steps: int = 2_000  # env steps of the warmup ('simple', 'gradual')
   real_ratio: float = 1.0  # 'gradual': the critic's real ratio m at step 0
   phases: Tuple[WarmupPhaseConfig, ...] = ()  # 'phased', end_step ascending
 
@@ -401,7 +409,7 @@ class ReplayConfig:
   # Steps kept (at most run.total_env_steps are allocated: no run stores more).
   capacity: int = 1_000_000
   batch_size: int = 16  # sequences per batch
-  sequence_length: int = 64  # steps per sequence
+  sequence_length: int = 32  # steps per sequence
   # Where the replay's ring buffers live: 'memory' (the trainer stops at
   # start if they cannot fit in available memory), or 'disk': a
   # memory-mapped file per key under <logdir>/replay_storage, for
