@@ -63,6 +63,9 @@ flags.DEFINE_bool('quick', False,
                   'Smoke run: small size only, 3 steps, a 300-step Trainer '
                   'run and a 1024 matmul (explicit flags still win).')
 flags.DEFINE_integer('timeout', 900, 'Seconds before a part is abandoned.')
+flags.DEFINE_multi_string('set', [], 'Config overrides (key.path=value) of '
+                          'the train-step parts, after the size, e.g. '
+                          'replay.sequence_length=64.')
 flags.DEFINE_string('worker', None, 'Internal: run one part (JSON task).')
 FLAGS = flags.FLAGS
 
@@ -144,6 +147,7 @@ def _train_step_worker(task: dict) -> dict:
   from wm_tf.runtime.environments import inspect_env
 
   config = load_config(None, size_overrides(task['units']) +
+                       list(task.get('overrides', ())) +
                        [f'run.jit={str(jit).lower()}'])
   spec = inspect_env(ENV_ID)
   c = config
@@ -492,6 +496,7 @@ def main(argv):
   plan = _plan()
   start = time.perf_counter()
   results = {'machine': _machine(), 'plan': dataclasses.asdict(plan),
+             'overrides': list(FLAGS.set),
              'load_start': _load()}
   print(f'matmul {plan.matmul_size}^3 ...', flush=True)
   results['matmul'] = _launch({'kind': 'matmul', 'n': plan.matmul_size},
@@ -504,7 +509,7 @@ def main(argv):
     for mode in plan.modes:
       print(f'train step {size} {mode} ...', flush=True)
       r = _launch({'kind': 'train_step', 'units': SIZES[size], 'mode': mode,
-                   'steps': plan.steps}, FLAGS.timeout)
+                   'steps': plan.steps, 'overrides': FLAGS.set}, FLAGS.timeout)
       r.update(size=size, mode=mode)
       if 'achieved_gflops' in r and peak:
         r['fraction_of_fp32_peak'] = round(r['achieved_gflops'] / peak, 3)
