@@ -447,11 +447,13 @@ CONFIGURED = (
         ('rssm', dict(latent_dim=D, deter_dim=4, action_dim=A, **SMALL,
                       activation='silu', free_nats=0.5, beta=0.7,
                       kl_balance=0.6, latent='gaussian', classes=32,
-                      unimix=0.01, dyn_scale=0.5, rep_scale=0.1)),
+                      unimix=0.01, dyn_scale=0.5, rep_scale=0.1,
+                      unroll=True)),
         ('rssm', dict(latent_dim=D, deter_dim=4, action_dim=A, **SMALL,
                       activation='silu', free_nats=0.5, beta=None,
                       kl_balance=0.8, latent='categorical', classes=3,
-                      unimix=0.02, dyn_scale=0.4, rep_scale=0.2)))]
+                      unimix=0.02, dyn_scale=0.4, rep_scale=0.2,
+                      unroll=False)))]
     + [(DYNAMICS.get(kind), dict(arguments, latent_dim=D, **SMALL,
                                  activation='silu'), [(D,), (A,)])
        for kind, arguments in (

@@ -376,7 +376,10 @@ def test_mixture_transition_loss_is_masked_nll():
     ('ensemble', EnsembleDynamics), ('mixture', MixtureDynamics)])
 def test_yaml_type_selects_the_class(tmp_path, kind, cls):
   path = tmp_path / 'run.yaml'
-  path.write_text(f'dynamics: {{type: {kind}, members: 3, components: 2}}\n')
+  # The design's stateless representation (the recipe's RSSM is its own
+  # dynamics and refuses the others).
+  path.write_text('presets: [design]\n'
+                  f'dynamics: {{type: {kind}, members: 3, components: 2}}\n')
   config = load_config(str(path))
   assert config.dynamics.type == kind
   world_model = small_world_model([f'dynamics.type={kind}',
@@ -401,13 +404,13 @@ def test_yaml_type_selects_the_class(tmp_path, kind, cls):
 ])
 def test_config_refuses_bad_dynamics_settings(overrides, names):
   with pytest.raises(ConfigError) as info:
-    load_config(None, overrides)
+    load_config(None, ['presets=[design]'] + overrides)
   for name in names:
     assert name in str(info.value)
 
 
 def test_ensemble_mean_imagination_accepts_mean_dynamics():
-  config = load_config(None, ['dynamics.type=ensemble',
+  config = load_config(None, ['presets=[design]', 'dynamics.type=ensemble',
                               'dynamics.ensemble_imagination=mean',
                               'imagination.sample_dynamics=false'])
   assert config.dynamics.ensemble_imagination == 'mean'

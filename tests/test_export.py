@@ -26,7 +26,7 @@ TINY = [f"{key}.units=8" for key in (
     "encoder", "representation_learner", "dynamics", "heads.reward",
     "heads.continue", "heads.decoder", "actor", "critic")] + [
     "representation_learner.latent_dim=4", "replay.capacity=64",
-    "run.jit=false"]
+    "run.jit=false", "presets=[design]"]  # the stateless design: no RSSM
 
 # Keeps TF's start-up chatter out of the subprocesses' stderr.
 QUIET = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

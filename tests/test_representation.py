@@ -688,13 +688,14 @@ def test_kl_weight_defaults_by_type_and_an_explicit_value_wins(tmp_path):
                        'representation_learner.beta=-1'])
   # Types without a KL term have none; a run saved when every type wrote
   # beta: 1.0 still resumes with the config it was started with.
-  assert load_config(None, ['representation_learner.beta=1.0']
+  mlp = ['representation_learner.type=mlp']
+  assert load_config(None, mlp + ['representation_learner.beta=1.0']
                      ).representation_learner.beta is None
   from wm_tf.runtime.checkpoints import check_saved_config
-  old = to_dict(load_config(None, []))
+  old = to_dict(load_config(None, mlp))
   old['representation_learner']['beta'] = 1.0
   (tmp_path / 'config.yaml').write_text(yaml.safe_dump(old))
-  assert check_saved_config(str(tmp_path), load_config(None, [])) == []
+  assert check_saved_config(str(tmp_path), load_config(None, mlp)) == []
 
 
 def test_rssm_settings_reach_the_representation_from_the_config():

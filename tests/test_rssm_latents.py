@@ -330,7 +330,8 @@ def test_config_builds_the_categorical_rssm_with_its_weights():
 
 
 @pytest.mark.parametrize('overrides, match', [
-    (['representation_learner.latent=categorical'],
+    (['representation_learner.type=mlp',
+      'representation_learner.latent=categorical'],
      r"latent='categorical' and representation_learner.type='mlp' "
      'conflict'),
     (['representation_learner.type=rssm',

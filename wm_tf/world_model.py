@@ -128,6 +128,15 @@ class WorldModel(keras.Model):
     metrics['world_model/applied'] = tf.cast(applied, tf.float32)
     return latent, metrics
 
+  def continue_nll(self, latent: tf.Tensor, cont: tf.Tensor) -> tf.Tensor:
+    """The continue head's NLL of cont [B, T] (1 - is_terminal) given
+    latent [B, T, D]: the mean over the steps, a terminal step weighing
+    `terminal_weight`."""
+    nll = -self.continue_(latent).log_prob(cont)
+    if self.terminal_weight == 1.0:
+      return tf.reduce_mean(nll)
+    return masked_mean(nll, 1.0 + (self.terminal_weight - 1.0) * (1.0 - cont))
+
   def continue_at_terminal(self, latent: tf.Tensor,
                            is_terminal: tf.Tensor) -> tf.Tensor:
     """The median continue probability of the head at the terminal steps.
@@ -258,12 +267,7 @@ class WorldModel(keras.Model):
 
     not_first = 1.0 - is_first
     reward_nll = masked_mean(-self.reward(latent).log_prob(reward), not_first)
-    continue_nll = -self.continue_(latent).log_prob(cont)
-    if self.terminal_weight == 1.0:
-      continue_nll = tf.reduce_mean(continue_nll)
-    else:
-      continue_nll = masked_mean(
-          continue_nll, 1.0 + (self.terminal_weight - 1.0) * (1.0 - cont))
+    continue_nll = self.continue_nll(latent, cont)
     decoder_nlls = self.decoder_nlls(latent, batch)
     decoder_nll = tf.add_n(list(decoder_nlls.values()))
     terms = {'dynamics': dynamics_loss, 'reward': reward_nll,
