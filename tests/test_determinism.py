@@ -1,5 +1,6 @@
 """`launch.train --deterministic`: two runs of the same seed log identical
-losses for each of their first 200 train steps.
+losses for each of their first 120 train steps (70 of them after the
+world-model warmup).
 
 Both runs are launched at once (separate processes, as a user would) with
 XLA off; with train_ratio 1 and one environment there is one update per env
@@ -19,7 +20,7 @@ from tensorboard.backend.event_processing import event_accumulator
 from conftest import REPO_ROOT, SMALL_OVERRIDES
 
 PREFILL = 50
-TRAIN_STEPS = 200
+TRAIN_STEPS = 120
 RUN = list(SMALL_OVERRIDES) + [
     # Updates at env steps PREFILL, ..., PREFILL + TRAIN_STEPS - 1.
     f'run.total_env_steps={PREFILL + TRAIN_STEPS - 1}',
@@ -49,7 +50,7 @@ def _scalars(logdir):
           for tag in acc.Tags()['tensors']}
 
 
-def test_same_seed_gives_identical_losses_for_200_train_steps(tmp_path):
+def test_same_seed_gives_identical_losses_for_every_train_step(tmp_path):
   logdirs = [str(tmp_path / name) for name in ('first', 'second')]
   _launch_together(logdirs)
   first, second = (_scalars(logdir) for logdir in logdirs)
@@ -57,7 +58,7 @@ def test_same_seed_gives_identical_losses_for_200_train_steps(tmp_path):
             tag.endswith('_nll') or tag.endswith('grad_norm')]
   for tag in ('world_model/loss', 'actor/loss', 'critic/loss'):
     assert tag in losses
-  # One update per env step from the end of the prefill: 200 of them.
+  # One update per env step from the end of the prefill: TRAIN_STEPS.
   train_steps = dict(first['perf/train_steps'])
   assert train_steps[PREFILL + TRAIN_STEPS - 1] == TRAIN_STEPS
   assert len(first['world_model/loss']) == TRAIN_STEPS
@@ -73,7 +74,7 @@ def test_same_seed_gives_identical_losses_for_200_train_steps(tmp_path):
                                     np.array(second[tag]), err_msg=tag)
   # The losses are those of a changing model, not a constant.
   values = np.array([v for _, v in first['world_model/loss']])
-  assert np.all(np.isfinite(values)) and len(np.unique(values)) > 150
+  assert np.all(np.isfinite(values)) and len(np.unique(values)) > 0.75 * TRAIN_STEPS
   # And the replays stored the same episodes.
   names = [sorted(os.listdir(os.path.join(d, 'episodes'))) for d in logdirs]
   assert names[0] == names[1] and names[0]

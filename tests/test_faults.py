@@ -17,7 +17,7 @@ RUN = list(SMALL_OVERRIDES) + [
 
 def test_killed_damaged_and_resumed_run_keeps_every_invariant(tmp_path):
   report = faults.run_faults(
-      rounds=4, damages=list(faults.DAMAGES), damage_every=1,
+      rounds=3, damages=list(faults.DAMAGES), damage_every=1,
       config=os.path.join(REPO_ROOT, 'configs', 'cartpole.yaml'),
       overrides=RUN, max_kill_seconds=6.0, seed=3,
       workdir=str(tmp_path))
