@@ -85,8 +85,9 @@ def main(argv):
   del argv
   os.makedirs(FLAGS.output, exist_ok=True)
   jobs, logdirs = [], {}
+  seeds = range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds)
   for env in FLAGS.envs:
-    for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
+    for seed in seeds:
       logdir = os.path.join(FLAGS.output, 'runs', f'{env}-seed{seed}')
       logdirs[(env, seed)] = logdir
       jobs.append({'env': env, 'seed': seed, 'logdir': logdir,
@@ -100,7 +101,7 @@ def main(argv):
   rows_out, summary = [], {}
   for env in FLAGS.envs:
     runs = {}
-    for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
+    for seed in seeds:
       path = os.path.join(logdirs[(env, seed)], 'evaluations.csv')
       if os.path.exists(path):
         runs[seed] = read_evaluations(path)

@@ -248,8 +248,8 @@ class RSSM(keras.Model):
     Returns the five outputs of `step` stacked over time: batch-shaped ones
     as [B, T, ...], the scalar spreads as [T].
     """
-    _, first = step(state, prev_action, 0)  # traced only for the dtypes
-    arrays = tuple(tf.TensorArray(x.dtype, size=length) for x in first)
+    # Every output is float32 (the layers' outputs are cast as they leave).
+    arrays = tuple(tf.TensorArray(tf.float32, size=length) for _ in range(5))
 
     def body(t, state, prev_action, arrays):
       state, out = step(state, prev_action, t)
