@@ -15,8 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Each env as docs/choosing_a_design.md's table measured it (its config
 # before the one recipe), or as shipped (the recipe).
 BEFORE_THE_RECIPE = {
-    'cartpole': ['presets=[size_S, design, recipe_base, discrete_dyna]'],
-    'pendulum': ['presets=[size_S, design, recipe_base, continuous_rssm]'],
+    'cartpole': ['presets=[size_S, discrete_dyna]'],
+    'pendulum': ['presets=[size_S, continuous_rssm]'],
 }
 RESOLVE_ALL = """
 import json, sys

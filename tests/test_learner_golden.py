@@ -48,8 +48,8 @@ RTOL, ATOL = 1e-5, 1e-6
 # Each env's algorithm as it was recorded: its config before the one
 # recipe became the defaults (the presets that reproduce it).
 OLD_PRESETS = {
-    'cartpole': 'presets=[size_S, design, recipe_base, discrete_dyna]',
-    'pendulum': 'presets=[size_S, design, recipe_base, continuous_rssm]',
+    'cartpole': 'presets=[size_S, discrete_dyna]',
+    'pendulum': 'presets=[size_S, continuous_rssm]',
 }
 EXTRA = list(SMALL_OVERRIDES) + ['representation_learner.deter_dim=16']
 SPECS = {

@@ -108,7 +108,7 @@ def test_the_design_preset_restores_a_default_the_recipe_changed():
 
 def test_presets_can_be_overridden_from_the_command_line():
   config = load_config('configs/cartpole.yaml',
-                       ['presets=[size_XS, design, recipe_base, discrete_dyna]',
+                       ['presets=[size_XS, discrete_dyna]',
                         'actor.units=33'])
   assert config.critic.units == 64 and config.actor.units == 33
   assert config.env.id == 'CartPole-v1'

@@ -47,7 +47,7 @@ def _names(value: Any) -> List[str]:
   if not isinstance(value, list) or not all(isinstance(v, str)
                                             for v in value):
     raise ConfigError(f'Config key presets must be a list of preset names, '
-                      f'e.g. [size_S, recipe_base]; got {value!r}.')
+                      f'e.g. [size_S, discrete_dyna]; got {value!r}.')
   return value
 
 
