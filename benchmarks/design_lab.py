@@ -110,7 +110,7 @@ def plan_runs(claims, seeds: int, steps_of, extra: Sequence[str] = ()
   """The distinct runs the claims need: run id -> job."""
   jobs = {}
   for claim in claims:
-    if claim.missing:
+    if not claim.runs:
       continue
     for overrides in (claim.baseline, claim.alternative):
       for seed in range(seeds):

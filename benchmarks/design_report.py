@@ -63,11 +63,18 @@ def _values(results: Dict[str, Dict], key: str, seeds: int,
 def claim_row(claim, results, seeds: int, tolerance: float, run_key) -> Dict:
   """One claim's values per seed, means and verdict."""
   row = {'name': claim.name, 'decision': claim.decision, 'claim': claim.text,
-         'env': claim.env, 'baseline': list(claim.baseline),
+         'where': claim.where, 'env': claim.env,
+         'baseline': list(claim.baseline),
          'alternative': list(claim.alternative), 'measure': claim.measure,
          'predicts': claim.predicts}
   if claim.missing:
-    row['verdict'] = 'not measured: ' + claim.missing
+    row['verdict'] = 'not measured: needs ' + claim.missing
+    return row
+  if claim.untestable:
+    row['verdict'] = 'not testable: ' + claim.untestable
+    return row
+  if claim.elsewhere:
+    row['verdict'] = 'measured outside the lab: ' + claim.elsewhere
     return row
   keys = {'baseline': run_key(claim.env, claim.baseline),
           'alternative': run_key(claim.env, claim.alternative)}
@@ -108,22 +115,21 @@ def _change(overrides) -> str:
 
 
 def markdown_table(report: Dict) -> str:
-  lines = ['| --only= | decision | claim (DESIGN.md) | env | baseline | '
-           'alternative | measure | baseline (per seed) | alternative (per '
-           'seed) | '
-           'eval return base / alt | verdict |',
-           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  lines = ['| --only= | decision | claim (DESIGN.md) | where | env | '
+           'baseline | alternative | measure | baseline (per seed) | '
+           'alternative (per seed) | eval return base / alt | verdict |',
+           '| --- ' * 12 + '|']
   for row in report['claims']:
+    claim = (f'| {row["name"]} | {row["decision"]} | {row["claim"]} | '
+             f'{row.get("where", "")} | ')
     if 'baseline_values' not in row:
-      lines.append(f'| {row["name"]} | {row["decision"]} | {row["claim"]} | '
-                   '– | – | – | – | '
-                   f'– | – | – | {row["verdict"]} |')
+      lines.append(claim + '– | – | – | – | – | – | – | '
+                   f'{row["verdict"]} |')
       continue
     m = row['measure']
     b, a = row['baseline_values'], row['alternative_values']
     lines.append(
-        f'| {row["name"]} | {row["decision"]} | {row["claim"]} | '
-        f'{row["env"]} | '
+        claim + f'{row["env"]} | '
         f'{_change(row["baseline"])} | {_change(row["alternative"])} | {m} | '
         f'{_fmt(b[m])} | {_fmt(a[m])} | {_fmt(b["eval_return"])} / '
         f'{_fmt(a["eval_return"])} | {row["verdict"]} |')
@@ -131,8 +137,8 @@ def markdown_table(report: Dict) -> str:
 
 
 def write_csv(report: Dict, path: str) -> None:
-  fields = ['name', 'decision', 'claim', 'env', 'baseline', 'alternative',
-            'measure', 'predicts', 'baseline_mean', 'alternative_mean',
+  fields = ['name', 'decision', 'claim', 'where', 'env', 'baseline',
+            'alternative',            'measure', 'predicts', 'baseline_mean', 'alternative_mean',
             'verdict']
   with open(path, 'w', newline='') as f:
     writer = csv.DictWriter(f, fields, extrasaction='ignore')

@@ -125,15 +125,37 @@ def test_difference_needs_separated_seeds_and_a_gap_beyond_tolerance():
   assert design_report.difference([1.01], [1.0], True, 0.05) == 0
 
 
-def test_every_claim_names_a_lab_env_and_a_known_measure_or_what_is_missing():
+def test_every_claim_names_a_lab_env_and_a_known_measure_or_why_not():
   names = [c.name for c in design_claims.CLAIMS]
   assert len(names) == len(set(names))
   for claim in design_claims.CLAIMS:
-    if claim.missing:
+    assert claim.where
+    reasons = [claim.missing, claim.untestable, claim.elsewhere]
+    assert sum(bool(r) for r in reasons) <= 1, claim.name
+    if not claim.runs:
+      assert not claim.env and not claim.baseline and not claim.alternative
       continue
     assert claim.env in design_lab.LAB_ENVS
     assert claim.measure in design_claims.MEASURES
     assert claim.baseline != claim.alternative
+
+
+def test_claims_the_lab_cannot_decide_get_no_runs_and_say_why():
+  claims = {c.name: c for c in design_claims.CLAIMS}
+  chosen = [claims[n] for n in ('mixture_bounce', 'ensemble_mbpo',
+                                'point_pong', 'mpc_test_time')]
+  jobs = design_lab.plan_runs(chosen, 2, lambda env: 100)
+  assert sorted(jobs) == sorted(
+      f'bounce__{key}/seed{s}' for key in ('baseline', 'dynamics_type-mixture')
+      for s in range(2))
+  rows = [design_report.claim_row(c, {}, 2, 0.05, design_lab.run_key)
+          for c in chosen]
+  assert rows[0]['verdict'] == 'not measured: runs missing or failed'
+  assert rows[1]['verdict'].startswith('not testable: it cites')
+  assert rows[2]['verdict'].startswith('not measured: needs learning Pong')
+  assert rows[3]['verdict'].startswith('measured outside the lab: ')
+  table = design_report.markdown_table({'claims': rows}).splitlines()
+  assert len({line.count(' | ') for line in table}) == 1
 
 
 def test_benchmark_end_to_end_on_a_reduced_budget(tmp_path):
