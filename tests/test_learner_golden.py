@@ -44,7 +44,11 @@ from wm_tf.runtime.environments import EnvSpec  # noqa: E402
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',
                        'learner_golden.json')
 ENV_STEPS = (0, 1000, 3000)
-RTOL, ATOL = 1e-5, 1e-6
+# float32 sums are reduced in a different order on CPUs of other vector
+# widths (AVX-512 against AVX2), which moves a number of 1e5 after three
+# updates by about 1e-5 of itself; a change to the code moves them by far
+# more.
+RTOL, ATOL = 1e-4, 1e-6
 # Each env's algorithm as it was recorded: its config before the one
 # recipe became the defaults (the presets that reproduce it).
 OLD_PRESETS = {
