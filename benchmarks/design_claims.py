@@ -48,9 +48,20 @@ class Claim:
   elsewhere: Optional[str] = None  # the benchmark and docs that measure it
 
   @property
+  def why_not(self) -> Optional[str]:
+    """The verdict of a claim the lab does not run, else None."""
+    if self.missing:
+      return 'not measured: needs ' + self.missing
+    if self.untestable:
+      return 'not testable: ' + self.untestable
+    if self.elsewhere:
+      return 'measured outside the lab: ' + self.elsewhere
+    return None
+
+  @property
   def runs(self) -> bool:
     """Whether the lab trains agents for this claim."""
-    return not (self.missing or self.untestable or self.elsewhere)
+    return self.why_not is None
 
 
 POINT = ('dynamics.type=deterministic',)

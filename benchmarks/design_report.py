@@ -67,14 +67,8 @@ def claim_row(claim, results, seeds: int, tolerance: float, run_key) -> Dict:
          'baseline': list(claim.baseline),
          'alternative': list(claim.alternative), 'measure': claim.measure,
          'predicts': claim.predicts}
-  if claim.missing:
-    row['verdict'] = 'not measured: needs ' + claim.missing
-    return row
-  if claim.untestable:
-    row['verdict'] = 'not testable: ' + claim.untestable
-    return row
-  if claim.elsewhere:
-    row['verdict'] = 'measured outside the lab: ' + claim.elsewhere
+  if not claim.runs:
+    row['verdict'] = claim.why_not
     return row
   keys = {'baseline': run_key(claim.env, claim.baseline),
           'alternative': run_key(claim.env, claim.alternative)}
@@ -138,8 +132,8 @@ def markdown_table(report: Dict) -> str:
 
 def write_csv(report: Dict, path: str) -> None:
   fields = ['name', 'decision', 'claim', 'where', 'env', 'baseline',
-            'alternative',            'measure', 'predicts', 'baseline_mean', 'alternative_mean',
-            'verdict']
+            'alternative', 'measure', 'predicts', 'baseline_mean',
+            'alternative_mean', 'verdict']
   with open(path, 'w', newline='') as f:
     writer = csv.DictWriter(f, fields, extrasaction='ignore')
     writer.writeheader()
