@@ -1,13 +1,13 @@
 r"""Evaluates a trained policy: mean and std return, and optionally a video.
 
   python -m launch.evaluate --logdir=/tmp/run --episodes=10 --video
-  python -m launch.evaluate --saved_model=/tmp/models/cartpole/1 \
-      --env=CartPole-v1 --episodes=10
+  python -m launch.evaluate --saved_model=/tmp/models/cartpole/1 --episodes=10
 
 --logdir restores the newest readable checkpoint of a run; --saved_model
-loads a SavedModel written by launch.export (which does not record the
-environment: name it with --env). --video renders the first
---video_episodes episodes to a GIF (or MP4, with imageio-ffmpeg).
+loads a SavedModel written by launch.export, which records the run's env
+section (id, pixels, action repeat, family settings). Either way the policy
+plays its training environment unless --env names another. --video renders
+the first --video_episodes episodes to a GIF (or MP4, with imageio-ffmpeg).
 """
 
 import os
@@ -19,8 +19,8 @@ flags.DEFINE_string('logdir', None, 'Run directory written by launch.train.')
 flags.DEFINE_string('saved_model', None,
                     'SavedModel directory written by launch.export.')
 flags.DEFINE_string('env', None,
-                    'Environment id (default: the run\'s; required with '
-                    '--saved_model).')
+                    'Environment id (default: the one the policy was '
+                    'trained on).')
 flags.DEFINE_integer('episodes', 10, 'Episodes to play.', lower_bound=1)
 flags.DEFINE_integer('seed', 0, 'Episode i resets with seed SEED + i.')
 flags.DEFINE_bool('sample', False,
@@ -47,9 +47,6 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if bool(FLAGS.logdir) == bool(FLAGS.saved_model):
     _fail('give exactly one of --logdir=RUN or --saved_model=DIR.')
-  if FLAGS.saved_model and not FLAGS.env:
-    _fail('--saved_model needs --env=ID (e.g. CartPole-v1): a SavedModel '
-          'does not record its environment.')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   # Heavy imports after flag checks so --help and usage errors are fast.
@@ -60,6 +57,10 @@ def main(argv):
     else:
       policy = evaluation.policy_from_saved_model(FLAGS.saved_model)
     env_id = FLAGS.env or policy.env_id
+    if env_id is None:
+      _fail(f'{FLAGS.saved_model} does not record its environment (it was '
+            'exported before SavedModels did): name it with --env=ID, '
+            'e.g. --env=CartPole-v1.')
     max_steps = policy.max_episode_steps if env_id == policy.env_id else None
     writer = None
     if FLAGS.video:

@@ -64,8 +64,17 @@ def test_family_trains_exports_and_evaluates(case, tmp_path):
   assert returns.shape == (1,) and np.isfinite(returns).all()
   # Export: the SavedModel's action signature takes each key with the
   # env's dtype and shape.
-  model = tf.saved_model.load(export_run(logdir, str(tmp_path / 'model')))
+  path = export_run(logdir, str(tmp_path / 'model'))
+  model = tf.saved_model.load(path)
   inputs = model.signatures['action'].structured_input_signature[1]
   for key, shape in shapes.items():
     want = tf.uint8 if len(shape) == 3 else tf.float32
     assert inputs[key].dtype == want and tuple(inputs[key].shape[1:]) == shape
+  # The SavedModel records the run's env section, so it evaluates on its
+  # own environment (pixels, action repeat, family settings) without the
+  # run directory.
+  loaded = evaluation.policy_from_saved_model(path)
+  assert loaded.env_options == trainer.config.env
+  returns = evaluation.run_episodes(loaded, loaded.env_id, 1, seed=0,
+                                    max_episode_steps=10)
+  assert returns.shape == (1,) and np.isfinite(returns).all()

@@ -90,7 +90,8 @@ def test_run_directory_policy_gives_the_agents_returns(cartpole):
 
 def test_saved_model_policy_gives_the_same_returns(cartpole):
   policy = evaluation.policy_from_saved_model(cartpole['saved_model'])
-  assert policy.env_id is None
+  assert policy.env_id == 'CartPole-v1'  # recorded by the export
+  assert policy.env_options == cartpole['trainer'].config.env
   assert policy.observations == (ObservationSpec('observation', (4,)),)
   returns = evaluation.run_episodes(policy, 'CartPole-v1', 4, SEED)
   np.testing.assert_array_equal(returns, cartpole['reference'])
@@ -129,8 +130,29 @@ def test_launcher_prints_mean_and_std_and_writes_a_gif(cartpole):
 
 
 def test_launcher_evaluates_a_saved_model(cartpole):
+  # No --env: the SavedModel names its environment.
   result = _launch(f'--saved_model={cartpole["saved_model"]}',
-                   '--env=CartPole-v1', '--episodes=4', f'--seed={SEED}')
+                   '--episodes=4', f'--seed={SEED}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'environment: CartPole-v1' in result.stdout
+  printed = [float(x) for x in re.findall(r'episode \d+: return ([-\d.]+)',
+                                          result.stdout)]
+  np.testing.assert_allclose(printed, cartpole['reference'], atol=0.005)
+
+
+def test_a_saved_model_without_its_env_needs_env(cartpole, tmp_path):
+  # As exported before SavedModels recorded their env section.
+  from wm_tf.runtime.export import ServingPolicy, save_serving_policy
+  trainer = cartpole['trainer']
+  path = save_serving_policy(ServingPolicy(trainer.agent.policy, trainer.spec),
+                             str(tmp_path / 'old'))
+  assert evaluation.policy_from_saved_model(path).env_id is None
+  result = _launch(f'--saved_model={path}', '--episodes=1')
+  assert result.returncode == 2
+  assert 'does not record its environment' in result.stderr
+  assert '--env=ID' in result.stderr.strip().splitlines()[-1]
+  result = _launch(f'--saved_model={path}', '--env=CartPole-v1',
+                   '--episodes=4', f'--seed={SEED}')
   assert result.returncode == 0, result.stderr[-3000:]
   printed = [float(x) for x in re.findall(r'episode \d+: return ([-\d.]+)',
                                           result.stdout)]
@@ -152,7 +174,7 @@ def test_missing_pygame_is_a_clear_error(cartpole, monkeypatch, tmp_path):
 @pytest.mark.parametrize('args, needle', [
     ((), 'exactly one of --logdir'),
     (('--logdir=a', '--saved_model=b'), 'exactly one of --logdir'),
-    (('--saved_model=b',), '--saved_model needs --env'),
+    (('--saved_model=missing',), "'missing' does not exist"),
 ])
 def test_usage_errors(args, needle):
   result = _launch(*args)

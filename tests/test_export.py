@@ -173,6 +173,9 @@ def test_state_and_metadata(cartpole):
     assert model.initial_state(tf.constant(5))["state"].shape == (5, 0)
     meta = {k: v.numpy() for k, v in model.signatures["metadata"]().items()}
     assert meta.pop("observation_keys").tolist() == [b"observation"]
+    env = json.loads(meta.pop("env_config").decode())
+    assert env == config_lib.to_dict(cartpole["trainer"].config.env)
+    assert env["id"] == "CartPole-v1"
     assert meta == {"state_size": 0, "observation_dim": 4, "action_dim": 2,
                     "discrete": True}
 

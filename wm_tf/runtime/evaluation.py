@@ -19,6 +19,7 @@ environment, which renders
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Callable, Dict, Optional
 
@@ -26,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
+from wm_tf import config as config_lib
 from wm_tf.config.schema import EnvConfig
 from wm_tf.runtime import checkpoints as checkpoints_lib
 from wm_tf.runtime.environments import UnsupportedEnvironment, make_env
@@ -44,12 +46,14 @@ class LoadedPolicy:
   action: Callable[..., Dict[str, tf.Tensor]]
   initial_state: Callable[..., Dict[str, tf.Tensor]]
   observations: Observations  # the keys `action` takes
-  env_id: Optional[str]  # known for a run directory, not a SavedModel
+  # The training env's id: from the run directory, or from the SavedModel's
+  # recorded env section (None for a SavedModel exported without one).
+  env_id: Optional[str]
   max_episode_steps: Optional[int]
   source: str  # what was loaded, for messages
   owner: object = None  # keeps a loaded SavedModel (its variables) alive
-  # The run's env section (pixels, action repeat, family settings), known
-  # for a run directory; used when evaluating on its own env.id.
+  # The run's env section (pixels, action repeat, family settings); used
+  # when evaluating on its own env.id.
   env_options: Optional[EnvConfig] = None
 
 
@@ -86,8 +90,8 @@ def policy_from_saved_model(path: str) -> LoadedPolicy:
         'with launch.export.')
   action = signatures['serving_default']
   inputs = action.structured_input_signature[1]
-  keys = [k.decode() for k in
-          signatures['metadata']()['observation_keys'].numpy()]
+  metadata = signatures['metadata']()
+  keys = [k.decode() for k in metadata['observation_keys'].numpy()]
   observations = tuple(
       ObservationSpec(k, inputs[k].shape[1:], inputs[k].dtype.name)
       for k in keys)
@@ -99,8 +103,25 @@ def policy_from_saved_model(path: str) -> LoadedPolicy:
   def initial_state(batch_size):
     return signatures['initial_state'](batch_size=batch_size)
 
-  return LoadedPolicy(act, initial_state, observations, None, None, path,
-                      owner=model)
+  env = _recorded_env(metadata, path)
+  return LoadedPolicy(act, initial_state, observations,
+                      env.id if env else None,
+                      env.max_episode_steps if env else None, path,
+                      owner=model, env_options=env)
+
+
+def _recorded_env(metadata: Dict[str, tf.Tensor], path: str
+                  ) -> Optional[EnvConfig]:
+  """The env section a SavedModel's metadata records, if it has one."""
+  if 'env_config' not in metadata:
+    return None
+  try:
+    data = json.loads(metadata['env_config'].numpy().decode())
+    return config_lib.from_dict({'env': data}).env
+  except (ValueError, config_lib.ConfigError) as e:
+    raise EvaluationError(
+        f'SavedModel {path!r} records an env config that wm_tf cannot read '
+        f'({e}); name the environment with --env.') from None
 
 
 def _env_action(output: tf.Tensor):

@@ -21,7 +21,10 @@ survive a signature):
     () -> state_size, action_dim int32 []; discrete bool [];
          observation_keys string [K]; action_low, action_high float32 [A]
          (continuous only); observation_dim int32 [] (an env of one
-         vector key only).
+         vector key only); env_config string [] (the run's `env` config
+         section as JSON: id, episode limit, pixels, action repeat and the
+         family's settings, so the policy can be evaluated on the
+         environment it was trained on without its run directory).
 
 `seed` is a stateless seed: the same seed and inputs give the same sampled
 action; with `deterministic` true it is ignored (but must be fed). The
@@ -46,6 +49,7 @@ policy runs without XLA (run.jit=false; XLA draws other random numbers).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from typing import Dict, List, Optional, Sequence
@@ -128,8 +132,14 @@ class ServingPolicy(tf.Module):
     state = out['next_state']
   """
 
-  def __init__(self, policy, spec: EnvSpec, name: str = 'serving_policy'):
+  def __init__(self, policy, spec: EnvSpec,
+               env: Optional[config_lib.EnvConfig] = None,
+               name: str = 'serving_policy'):
     super().__init__(name=name)
+    # Recorded in `metadata` when given; `policy_from_saved_model` reads it.
+    self._env_json = (None if env is None else
+                      json.dumps(config_lib.to_dict(env), sort_keys=True,
+                                 default=str))
     # The Keras models stay out of the SavedModel's object graph: Keras 3
     # gives every model a default signature traced from its `call`, which
     # fails for models of several inputs (the dynamics). The functions
@@ -258,6 +268,8 @@ class ServingPolicy(tf.Module):
     if not self.spec.discrete:
       out['action_low'] = tf.constant(self.spec.low, tf.float32)
       out['action_high'] = tf.constant(self.spec.high, tf.float32)
+    if self._env_json is not None:
+      out['env_config'] = tf.constant(self._env_json)
     return out
 
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
@@ -312,7 +324,7 @@ def restore_run(logdir: str) -> RestoredRun:
     run = checkpoints_lib.restore_agent(logdir)
   except checkpoints_lib.RunDirectoryError as e:
     raise ExportError(str(e)) from None
-  serving = ServingPolicy(run.agent.policy, run.spec)
+  serving = ServingPolicy(run.agent.policy, run.spec, env=run.config.env)
   root = tf.train.Checkpoint(
       **checkpoints_lib.agent_checkpoint_objects(run.agent))
   missing = [v.name for v in unreachable_variables(
