@@ -32,7 +32,9 @@ tolerance guards against noise.
 
 Writes <output>/<name>.json (runs, per-seed values, verdicts), .csv (one
 row per claim) and _next_state.png (true against imagined next-state
-histograms on Dice and Bounce), and prints the markdown table.
+histograms on Dice and Bounce), and prints the markdown table and a
+table of how much of each Dice and Bounce model's imagined next state lands
+on the true outcomes.
 """
 
 from __future__ import annotations
@@ -198,6 +200,8 @@ def main(argv):
        'wall_seconds': time.time() - start})
   design_report.write(report, FLAGS.output, name)
   print(design_report.markdown_table(report))
+  print()
+  print(design_report.modes_table(report))
 
 
 if __name__ == '__main__':

@@ -11,9 +11,13 @@ import numpy as np
 
 from benchmarks.design_claims import (BETTER, MEASURES, NO_WORSE, SAME,
                                       WORSE)
+from wm_tf.lab import measures
 
+# The last two are computed here from a run's plotted samples (Dice and
+# Bounce: `outcome_measures`), the others by the run itself.
 MEASURE_NAMES = ('eval_return', 'energy', 'energy_floor', 'nll',
-                 'wasserstein', 'return_error', 'value_error', 'auroc')
+                 'wasserstein', 'return_error', 'value_error', 'auroc',
+                 'on_outcomes', 'outcomes_covered')
 
 
 def difference(alternative: Sequence[float], baseline: Sequence[float],
@@ -90,8 +94,27 @@ def claim_row(claim, results, seeds: int, tolerance: float, run_key) -> Dict:
   return row
 
 
+def outcome_measures(histogram: Dict) -> Dict[str, float]:
+  """Whether the imagined samples of one coordinate land on the true
+  outcomes (Dice: the faces after a roll; Bounce: x = +-0.25 after the peg):
+  `on_outcomes`, the imagined share within a quarter of the outcomes'
+  smallest gap of one of them, and `outcomes_covered`, the share of
+  outcomes imagined at least half as often as they happen
+  (`wm_tf.lab.measures`). {} without samples."""
+  if not histogram:
+    return {}
+  true, imagined = histogram['true'], histogram['imagined']
+  outcomes = np.unique(true)
+  radius = np.diff(outcomes).min() / 4 if len(outcomes) > 1 else 0.25
+  return {'on_outcomes': measures.mass_on_outcomes(true, imagined, radius),
+          'outcomes_covered': measures.outcomes_covered(true, imagined,
+                                                        radius)}
+
+
 def build_report(claims, jobs, results, seeds, tolerance, run_key,
                  info: Dict) -> Dict:
+  results = {k: dict(r, **outcome_measures(r.get('histogram')))
+             if r is not None else None for k, r in results.items()}
   return {'info': dict(info, tolerance=tolerance),
           'claims': [claim_row(c, results, seeds, tolerance, run_key)
                      for c in claims],
@@ -127,6 +150,32 @@ def markdown_table(report: Dict) -> str:
         f'{_change(row["baseline"])} | {_change(row["alternative"])} | {m} | '
         f'{_fmt(b[m])} | {_fmt(a[m])} | {_fmt(b["eval_return"])} / '
         f'{_fmt(a["eval_return"])} | {row["verdict"]} |')
+  return '\n'.join(lines)
+
+
+def modes_table(report: Dict) -> str:
+  """Markdown: per Dice and Bounce configuration, the imagined next
+  state's mass on the true outcomes and the outcomes it covers, per seed
+  (see `outcome_measures`), beside its energy distance."""
+  groups: Dict[str, Dict[str, List[float]]] = {}
+  for key, run in sorted(report['runs'].items()):
+    result = run.get('result') or {}
+    if 'on_outcomes' not in result:
+      continue
+    config = key.rsplit('/', 1)[0]
+    group = groups.setdefault(config, {m: [] for m in
+                                       ('on_outcomes', 'outcomes_covered',
+                                        'energy', 'eval_return')})
+    for m in group:
+      group[m].append(result[m])
+  lines = ['| env / configuration | mass on true outcomes (per seed) | '
+           'outcomes covered | energy | eval return |',
+           '| --- ' * 5 + '|']
+  for config, group in groups.items():
+    env, change = config.split('__', 1)
+    lines.append(f'| {env} / {change} | {_fmt(group["on_outcomes"])} | '
+                 f'{_fmt(group["outcomes_covered"])} | '
+                 f'{_fmt(group["energy"])} | {_fmt(group["eval_return"])} |')
   return '\n'.join(lines)
 
 

@@ -174,13 +174,34 @@ def test_benchmark_end_to_end_on_a_reduced_budget(tmp_path):
                                     'inconclusive'))
   for side in ('baseline_values', 'alternative_values'):
     for measure in ('eval_return', 'energy', 'nll', 'wasserstein',
-                    'return_error'):
+                    'return_error', 'on_outcomes', 'outcomes_covered'):
       (value,) = row[side][measure]
       assert np.isfinite(value)
+    assert 0 <= row[side]['on_outcomes'][0] <= 1
   with open(tmp_path / 'lab.csv') as f:
     assert [r['name'] for r in csv.DictReader(f)] == ['mixture_bounce']
   assert (tmp_path / 'lab_next_state.png').stat().st_size > 1000
   assert '| distributions |' in out.stdout
+  # The modes table: one line per configuration, from the run's samples.
+  assert '| bounce / baseline |' in out.stdout
+  assert '| bounce / dynamics_type-mixture |' in out.stdout
+
+
+def test_outcome_measures_read_the_plotted_samples():
+  true = [-0.25, 0.25] * 50
+  separated = {'true': true, 'imagined': [-0.26, 0.24] * 50}
+  merged = {'true': true, 'imagined': [0.0] * 100}
+  assert design_report.outcome_measures(separated) == {
+      'on_outcomes': 1.0, 'outcomes_covered': 1.0}
+  assert design_report.outcome_measures(merged) == {
+      'on_outcomes': 0.0, 'outcomes_covered': 0.0}
+  # Dice faces 1 apart: within 0.25 of a face counts.
+  faces = {'true': [1, 2, 3, 4, 5, 6] * 10,
+           'imagined': [1.2, 2.3, 3.5, 4.0, 5.0, 6.1] * 10}
+  measured = design_report.outcome_measures(faces)
+  assert measured['on_outcomes'] == pytest.approx(4 / 6)
+  assert measured['outcomes_covered'] == pytest.approx(4 / 6)
+  assert design_report.outcome_measures({}) == {}
 
 
 class _Encoder:

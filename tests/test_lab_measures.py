@@ -92,3 +92,51 @@ def test_auroc_matches_brute_force_and_mann_whitney_with_ties():
   assert value == pytest.approx(u / (len(pos) * len(neg)))
   assert measures.auroc([2.0, 3.0], [0.0, 1.0]) == 1.0
   assert measures.auroc([0.0], [1.0]) == 0.0
+
+
+def brute_outcome_shares(true, imagined, radius):
+  """Per outcome, the share of imagined samples nearest to it within
+  radius: a Python loop over the samples."""
+  outcomes = sorted(set(true))
+  counts = dict.fromkeys(outcomes, 0)
+  for value in imagined:
+    nearest = min(outcomes, key=lambda o: abs(value - o))
+    if abs(value - nearest) <= radius:
+      counts[nearest] += 1
+  return {o: counts[o] / len(imagined) for o in outcomes}
+
+
+def test_mass_on_outcomes_matches_a_loop():
+  rng = np.random.default_rng(7)
+  true = rng.integers(1, 7, size=300).astype(float)
+  imagined = rng.normal(3.5, 1.5, size=400)
+  shares = brute_outcome_shares(true, imagined, 0.25)
+  assert measures.mass_on_outcomes(true, imagined, 0.25) == pytest.approx(
+      sum(shares.values()), rel=1e-12)
+  # A Normal(3.5, 1.5) puts about P(|x - face| <= 0.25) on the faces.
+  closed = sum(stats.norm.cdf(f + 0.25, 3.5, 1.5) -
+               stats.norm.cdf(f - 0.25, 3.5, 1.5) for f in range(1, 7))
+  assert measures.mass_on_outcomes(true, imagined, 0.25) == pytest.approx(
+      closed, abs=0.07)
+
+
+def test_separated_modes_are_covered_and_a_point_between_them_is_not():
+  rng = np.random.default_rng(8)
+  true = rng.choice([-0.25, 0.25], size=200)
+  mixture = rng.choice([-0.25, 0.25], size=200) + rng.normal(0, 0.02, 200)
+  point = np.full(200, 0.01)  # near the modes' mean, which never happens
+  one_mode = np.full(200, 0.25)
+  merged = rng.normal(0.0, 0.3, size=200)  # one Gaussian over both
+  assert measures.mass_on_outcomes(true, mixture, 0.125) == 1.0
+  assert measures.outcomes_covered(true, mixture, 0.125) == 1.0
+  assert measures.mass_on_outcomes(true, point, 0.125) == 0.0
+  assert measures.outcomes_covered(true, point, 0.125) == 0.0
+  assert measures.mass_on_outcomes(true, one_mode, 0.125) == 1.0
+  assert measures.outcomes_covered(true, one_mode, 0.125) == 0.5
+  assert 0.2 < measures.mass_on_outcomes(true, merged, 0.125) < 0.6
+  shares = brute_outcome_shares(true, merged, 0.125)
+  truth = {o: np.mean(true == o) for o in shares}
+  assert measures.outcomes_covered(true, merged, 0.125) == np.mean(
+      [shares[o] >= 0.5 * truth[o] for o in shares])
+  with pytest.raises(ValueError, match='radius'):
+    measures.mass_on_outcomes(true, mixture, 0.0)

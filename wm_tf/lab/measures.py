@@ -76,6 +76,47 @@ def kde_nll(true_samples, imagined_samples, bandwidth: float) -> float:
   return float(-log_density.mean())
 
 
+def _outcome_shares(true_samples, imagined_samples, radius: float):
+  """(outcomes [K], true share [K], imagined share within radius [K])."""
+  true = np.asarray(true_samples, np.float64).ravel()
+  imagined = np.asarray(imagined_samples, np.float64).ravel()
+  if radius <= 0:
+    raise ValueError(f'radius must be > 0, got {radius}.')
+  outcomes, counts = np.unique(true, return_counts=True)
+  gaps = np.abs(imagined[:, None] - outcomes[None, :])  # [M, K]
+  nearest = gaps.argmin(1)
+  near = gaps[np.arange(len(imagined)), nearest] <= radius
+  imagined_share = np.bincount(nearest[near], minlength=len(outcomes))
+  return outcomes, counts / len(true), imagined_share / len(imagined)
+
+
+def mass_on_outcomes(true_samples, imagined_samples, radius: float) -> float:
+  """Share of imagined 1-D samples [M] within `radius` of a value the true
+  samples [N] take (a discrete law's outcomes, e.g. the die faces).
+
+  1 when the model imagines only outcomes that happen; a single Gaussian
+  fitted to two outcomes puts part of its mass between them, and a point
+  estimate at their mean puts none on either.
+  """
+  return float(_outcome_shares(true_samples, imagined_samples, radius)[2]
+               .sum())
+
+
+def outcomes_covered(true_samples, imagined_samples, radius: float,
+                     share: float = 0.5) -> float:
+  """Fraction of the true outcomes that the model imagines often enough.
+
+  Each imagined sample [M] within `radius` of an outcome counts for its
+  nearest one; an outcome is covered when its imagined share is at least
+  `share` times its true share (in the true samples [N]). 1 means every
+  mode is imagined, separately: a model that separates a bimodal law's
+  modes covers both, a point estimate between them neither.
+  """
+  _, truth, imagined = _outcome_shares(true_samples, imagined_samples,
+                                       radius)
+  return float(np.mean(imagined >= share * truth))
+
+
 def mean_absolute_error(estimates, truths) -> float:
   """mean |estimate - truth| over matching entries (e.g. imagined returns
   against true expected returns, one per start state)."""
