@@ -77,7 +77,8 @@ def kde_nll(true_samples, imagined_samples, bandwidth: float) -> float:
 
 
 def _outcome_shares(true_samples, imagined_samples, radius: float):
-  """(outcomes [K], true share [K], imagined share within radius [K])."""
+  """(true share [K], imagined share within radius [K]) of the K values
+  the true samples take."""
   true = np.asarray(true_samples, np.float64).ravel()
   imagined = np.asarray(imagined_samples, np.float64).ravel()
   if radius <= 0:
@@ -87,7 +88,7 @@ def _outcome_shares(true_samples, imagined_samples, radius: float):
   nearest = gaps.argmin(1)
   near = gaps[np.arange(len(imagined)), nearest] <= radius
   imagined_share = np.bincount(nearest[near], minlength=len(outcomes))
-  return outcomes, counts / len(true), imagined_share / len(imagined)
+  return counts / len(true), imagined_share / len(imagined)
 
 
 def mass_on_outcomes(true_samples, imagined_samples, radius: float) -> float:
@@ -98,8 +99,8 @@ def mass_on_outcomes(true_samples, imagined_samples, radius: float) -> float:
   fitted to two outcomes puts part of its mass between them, and a point
   estimate at their mean puts none on either.
   """
-  return float(_outcome_shares(true_samples, imagined_samples, radius)[2]
-               .sum())
+  _, imagined = _outcome_shares(true_samples, imagined_samples, radius)
+  return float(imagined.sum())
 
 
 def outcomes_covered(true_samples, imagined_samples, radius: float,
@@ -112,8 +113,7 @@ def outcomes_covered(true_samples, imagined_samples, radius: float,
   mode is imagined, separately: a model that separates a bimodal law's
   modes covers both, a point estimate between them neither.
   """
-  _, truth, imagined = _outcome_shares(true_samples, imagined_samples,
-                                       radius)
+  truth, imagined = _outcome_shares(true_samples, imagined_samples, radius)
   return float(np.mean(imagined >= share * truth))
 
 
