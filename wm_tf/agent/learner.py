@@ -249,8 +249,11 @@ class Learner(tf.Module):
     if strategy is not None:
       body = replicated
       jit = jit and strategy.num_replicas_in_sync == 1
+    # AutoGraph off: every loop and branch of a step is a tf.while_loop or
+    # tf.cond already, or runs over Python values; converting the source
+    # of each function it calls would only add to the trace time.
     return tf.function(_with_xla_sampling(body) if jit else body,
-                       jit_compile=jit)
+                       jit_compile=jit, autograph=False)
 
   # -- one update -----------------------------------------------------------
 

@@ -221,9 +221,10 @@ class Policy(tf.Module):
         'latent': tf.TensorSpec([None, world_model.latent_dim], tf.float32),
         'action': tf.TensorSpec([None, self.action_dim], tf.float32)}]
     seed = tf.TensorSpec([2], tf.int32)
+    # AutoGraph off, as for the learner's steps (`Learner._compile`).
     compile_ = lambda fn, signature: tf.function(
         fn, jit_compile=jit_compile, input_signature=signature,
-        reduce_retracing=True)
+        reduce_retracing=True, autograph=False)
     self.act = compile_(
         lambda observation, is_first, state, seed: self.step(
             observation, is_first, state, seed, False), step + [seed])

@@ -162,10 +162,11 @@ class ServingPolicy(tf.Module):
         tf.TensorSpec([None, self.state_size], tf.float32, name='state'),
         tf.TensorSpec([], tf.bool, name='deterministic'),
         tf.TensorSpec([2], tf.int32, name='seed'),
-    ])
+    ], autograph=False)
     self.initial_state = tf.function(self._initial_state, input_signature=[
-        tf.TensorSpec([], tf.int32, name='batch_size')])
-    self.metadata = tf.function(self._metadata, input_signature=[])
+        tf.TensorSpec([], tf.int32, name='batch_size')], autograph=False)
+    self.metadata = tf.function(self._metadata, input_signature=[],
+                                autograph=False)
     # Tracing once finds exactly the variables acting reads (the encoder,
     # representation and actor, and what a planner or uncertainty check
     # uses; not the decoder).

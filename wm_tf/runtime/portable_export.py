@@ -114,7 +114,7 @@ class PortablePolicy(tf.Module):
     self.step = tf.function(
         lambda *args: self._step(dict(zip(keys, args[:len(keys)])),
                                  *args[len(keys):]),
-        input_signature=self.input_signature)
+        input_signature=self.input_signature, autograph=False)
 
   def call(self, inputs: Dict[str, object]) -> Dict[str, tf.Tensor]:
     """`step` with its inputs by name."""
