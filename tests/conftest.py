@@ -15,6 +15,11 @@ import tensorflow as tf  # noqa: E402
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices('CPU')[0],
     [tf.config.LogicalDeviceConfiguration()] * 2)
+# Grappler's graph rewrites (constant folding, op fusion, layout) take
+# seconds on each train step's first call and change no result a test
+# checks beyond float rounding, which the tests' tolerances allow; the
+# launchers the tests start as subprocesses keep them on.
+tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': True})
 
 from wm_tf.config import load_config  # noqa: E402
 from wm_tf.runtime.collector import random_actions  # noqa: E402
