@@ -31,7 +31,7 @@ setup(
         # The tests render CartPole episodes to GIF, so they need 'video' too,
         # they run the ONNX export, so 'onnx' too, and every env family, so
         # 'atari' and 'dmc' too.
-        'test': ['pytest>=8', 'imageio>=2.30', 'pygame>=2.1',
+        'test': ['pytest>=8', 'pytest-xdist>=3', 'imageio>=2.30', 'pygame>=2.1',
                  'tf2onnx==1.17.*', 'onnx>=1.17,<2', 'onnxruntime>=1.20,<2',
                  'ale-py==0.12.*', 'dm_control==1.0.*', 'mujoco>=3,<4'],
         # env.id atari:<Game>; ale-py 0.12 ships the ROMs.

@@ -311,7 +311,7 @@ def test_every_docs_page_is_linked_from_the_readme():
 def test_readme_quick_start_is_what_ci_runs():
   ci_lines = [line.strip() for line in read(
       os.path.join(REPO_ROOT, '.ci', 'run')).splitlines()]
-  command = "pip install -e '.[test]' && pytest -q tests"
+  command = "pip install -e '.[test]' && pytest -q -n 2 tests"
   assert command in ci_lines
   blocks, _ = split_fences(read(README))
   assert any(command in body.splitlines() for _, body in blocks)
