@@ -276,8 +276,10 @@ def test_categorical_observe_sequence_compiles_with_xla():
 
 
 def test_world_model_with_categorical_rssm_trains_on_cartpole():
-  """300 XLA-compiled Adam steps on CartPole sequences: every loss stays
-  finite and the reward NLL falls."""
+  """300 compiled Adam steps on CartPole sequences: every loss stays finite
+  and the reward NLL falls. (Without XLA, whose compile of this step takes
+  most of a minute: test_categorical_observe_sequence_compiles_with_xla
+  compiles the sequence.)"""
   world_model = small_world_model([
       'representation_learner.type=rssm',
       'representation_learner.latent=categorical',
@@ -291,16 +293,15 @@ def test_world_model_with_categorical_rssm_trains_on_cartpole():
   variables = world_model.trainable_variables
   optimizer.build(variables)
 
-  @tf.function(jit_compile=True)
+  @tf.function(autograph=False)
   def train():
-    with distributions.xla_sampling():
-      with tf.GradientTape() as tape:
-        loss, _, metrics = world_model.world_model_loss(batch)
-      grads = tape.gradient(loss, variables)
-      optimizer.apply_gradients(
-          [(tf.zeros_like(v) if g is None else g, v)
-           for g, v in zip(grads, variables)])
-      return metrics
+    with tf.GradientTape() as tape:
+      loss, _, metrics = world_model.world_model_loss(batch)
+    grads = tape.gradient(loss, variables)
+    optimizer.apply_gradients(
+        [(tf.zeros_like(v) if g is None else g, v)
+         for g, v in zip(grads, variables)])
+    return metrics
 
   history = [train() for _ in range(300)]
   after = world_model.world_model_loss(batch, seed=eval_seed)[2]
