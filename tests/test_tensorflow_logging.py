@@ -69,10 +69,16 @@ def _commands(logdir, name):
 
 @pytest.mark.parametrize('module',
                          ['launch.train', 'launch.evaluate', 'launch.export'])
-def test_launcher_prints_no_tensorflow_log_unless_asked(module, logdir):
+def test_launcher_prints_no_tensorflow_log(module, logdir):
   quiet = _run(module, *_commands(logdir, 'quiet')[module])
   assert quiet.returncode == 0, quiet.stderr
   assert not CPP_LINES.findall(quiet.stdout + quiet.stderr), quiet.stderr
+
+
+def test_verbosity_brings_the_log_back(logdir):
+  """The rule is the `launch` package's, before any launcher's own code,
+  so one launcher shows it for all."""
+  module = 'launch.evaluate'
   verbose = _run(module, '--verbosity=1',
                  *_commands(logdir, 'verbose')[module])
   assert verbose.returncode == 0, verbose.stderr
