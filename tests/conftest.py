@@ -57,8 +57,8 @@ SMALL_TWO_LAYERS = (
     'run.jit=false',
 )
 # The small models the tests build: one hidden layer per network, which
-# makes the traced train step about half as large (a Pendulum agent's first
-# step here: 3.5 s against 9.4 s) and every test that traces one faster.
+# makes the traced train step about half as large and every test that
+# traces one faster.
 SMALL_OVERRIDES = SMALL_TWO_LAYERS + tuple(
     f'{key}.layers=1' for key in ('encoder', 'dynamics', 'heads.reward',
                                   'heads.continue', 'heads.decoder', 'actor',

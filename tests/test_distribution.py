@@ -86,10 +86,10 @@ def _models(agent):
     [],  # separate optimizers, no target, return normalisation
     # one Adam with per-part gradients; EMA target world model; the real-
     # sequence critic term (warmup 'gradual', weight set below)
-    # (`single`, one Adam on the summed losses, takes the same joint update
-    # as `masked`: what differs, the gradients' masks, is per device.)
     ['optimizers.type=masked', 'world_model.target=ema',
      'warmup.type=gradual'],
+    # (`single`, one Adam on the summed losses, takes the same joint update
+    # as `masked`: what differs, the gradients' masks, is per device.)
 ], ids=['separate', 'masked_ema_real'])
 def test_mirrored_updates_match_one_device(overrides, mirrored):
   """Two replicas on halves of a batch = one device on the whole batch.

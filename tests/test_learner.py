@@ -139,10 +139,7 @@ def jit_agent():
   """One XLA-compiled agent for the module: each compile takes seconds."""
   spec = EnvSpec('CartPole-v1', observations=4, action_dim=2,
                  discrete=True)
-  one_layer = [f'{key}.layers=1' for key in (
-      'encoder', 'dynamics', 'heads.reward', 'heads.continue',
-      'heads.decoder', 'actor', 'critic')]
-  agent = _agent(list(SMALL_OVERRIDES) + one_layer + ['run.jit=true'], spec)
+  agent = _agent(list(SMALL_OVERRIDES) + ['run.jit=true'], spec)
   return agent, spec
 
 
@@ -223,9 +220,7 @@ def test_compile_train_changes_nothing_and_is_not_retraced():
                  discrete=True)
   overrides = list(SMALL_OVERRIDES) + [
       'run.jit=true', 'world_model.target=ema', 'acting.uncertainty=true',
-      'imagination.mode=dyna'] + [f'{key}.layers=1' for key in (
-          'encoder', 'dynamics', 'heads.reward', 'heads.continue',
-          'heads.decoder', 'actor', 'critic')]
+      'imagination.mode=dyna']
   compiled, plain = _agent(overrides, spec), _agent(overrides, spec)
   learner = compiled.learner
   state = learner.state_variables()

@@ -277,9 +277,9 @@ def test_categorical_observe_sequence_compiles_with_xla():
 
 def test_world_model_with_categorical_rssm_trains_on_cartpole():
   """300 compiled Adam steps on CartPole sequences: every loss stays finite
-  and the reward NLL falls. (Without XLA, whose compile of this step takes
-  most of a minute: test_categorical_observe_sequence_compiles_with_xla
-  compiles the sequence.)"""
+  and the reward NLL falls. (Without XLA, which is slow to compile this
+  step: test_categorical_observe_sequence_compiles_with_xla compiles the
+  sequence.)"""
   world_model = small_world_model([
       'representation_learner.type=rssm',
       'representation_learner.latent=categorical',
