@@ -64,6 +64,9 @@ def define_flags() -> None:
   flags.DEFINE_float('budget_scale', 1.0, 'Multiplies every env budget.')
   flags.DEFINE_list('only', [], 'Claims to run (names; default all).')
   flags.DEFINE_integer('parallel', 2, 'Runs at once.')
+  flags.DEFINE_integer('threads', None, "TensorFlow's intra- and inter-op "
+                       'threads per run (default: the cores / --parallel, '
+                       'at least 1).')
   flags.DEFINE_float('tolerance', 0.05, 'Relative gap a difference must '
                      'exceed (see the verdict rule).')
   flags.DEFINE_string('output', 'benchmarks/results', 'Output directory.')
@@ -127,9 +130,14 @@ def plan_runs(claims, seeds: int, steps_of, extra: Sequence[str] = ()
 def run_worker(path: str) -> None:
   """Trains one job's agent and measures it; writes result.json beside it."""
   started = time.time()
-  from benchmarks import design_probe
   with open(path) as f:
     job = json.load(f)
+  import tensorflow as tf
+  # Runs share the cores: each gets its share of threads, not a pool per
+  # core that the other runs also claim.
+  tf.config.threading.set_intra_op_parallelism_threads(job['threads'])
+  tf.config.threading.set_inter_op_parallelism_threads(job['threads'])
+  from benchmarks import design_probe
   result = design_probe.train_and_measure(
       CONFIG, job['overrides'], job['env'], job['logdir'], job['samples'])
   result['wall_seconds'] = time.time() - started
@@ -141,7 +149,7 @@ def run_worker(path: str) -> None:
 
 
 def execute(jobs: Dict[str, Dict], runs_dir: str, parallel: int,
-            samples: int) -> Dict[str, Dict]:
+            samples: int, threads: int) -> Dict[str, Dict]:
   """Runs the jobs without a result.json; returns run id -> result."""
   pending = []
   for key, job in jobs.items():
@@ -150,7 +158,7 @@ def execute(jobs: Dict[str, Dict], runs_dir: str, parallel: int,
     if os.path.exists(os.path.join(logdir, 'result.json')):
       continue
     os.makedirs(logdir, exist_ok=True)
-    spec = dict(job, samples=samples)
+    spec = dict(job, samples=samples, threads=threads)
     with open(logdir + '.job.json', 'w') as f:
       json.dump(spec, f)
     pending.append({'name': key, 'logdir': logdir,
@@ -189,7 +197,9 @@ def main(argv):
 
   jobs = plan_runs(claims, seeds, steps_of, FLAGS.set)
   start = time.time()
-  results = execute(jobs, FLAGS.runs, FLAGS.parallel, FLAGS.samples)
+  threads = FLAGS.threads or max(1, (os.cpu_count() or 1) // FLAGS.parallel)
+  results = execute(jobs, FLAGS.runs, FLAGS.parallel, FLAGS.samples,
+                    threads)
   name = FLAGS.name or ('design_lab_quick' if FLAGS.quick else 'design_lab')
   command = 'python -m benchmarks.design_lab' + (
       ' --quick' if FLAGS.quick else '')
@@ -197,6 +207,7 @@ def main(argv):
       claims, jobs, results, seeds, FLAGS.tolerance, run_key,
       {'command': command, 'seeds': seeds, 'quick': FLAGS.quick,
        'budgets': {e: steps_of(e) for e in LAB_ENVS},
+       'parallel': FLAGS.parallel, 'threads': threads,
        'wall_seconds': time.time() - start})
   design_report.write(report, FLAGS.output, name)
   print(design_report.markdown_table(report))
