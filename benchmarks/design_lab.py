@@ -91,7 +91,7 @@ LAB_ENVS = {
     'ood': ('wm_tf/OODProbe-v0', 3000, 2000,
             ('actor.gradient=dynamics',)),
     'corridor_short': ('wm_tf/Corridor-short-v0', 4000, 2500, ()),
-    'corridor_long': ('wm_tf/Corridor-long-v0', 6000, 3000, ()),
+    'corridor_long': ('wm_tf/Corridor-long-v0', 4000, 3000, ()),
     'grid': ('wm_tf/GridWorld-v0', 7000, 5000, ()),
 }
 
