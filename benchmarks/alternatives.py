@@ -90,7 +90,7 @@ from absl import app, flags
 from benchmarks.training_runs import (ROOT, error_line, median,
                                      read_evaluations, run_completed,
                                      run_jobs, steps_to_threshold,
-                                     train_command)
+                                     threads_per_run, train_command)
 from wm_tf import config as config_lib
 from wm_tf.config import Config, ConfigError
 
@@ -112,6 +112,9 @@ flags.DEFINE_bool('timing', True, 'Time the train and act steps (before the '
                   'learning runs, so they do not disturb the timing).')
 flags.DEFINE_integer('parallel', 1, 'Subprocesses at once (learning runs and '
                      'timing workers).')
+flags.DEFINE_integer('threads', None, "TensorFlow's intra- and inter-op "
+                     'threads per learning run (default: the cores / '
+                     '--parallel, at least 1).')
 flags.DEFINE_string('output', 'benchmarks/results', 'Output directory.')
 flags.DEFINE_string('name', None, "Output file stem (default 'alternatives', "
                     "or 'alternatives_timing' with --timing_only).")
@@ -1106,7 +1109,8 @@ def main(argv):
           else:
             job['cmd'] = train_command(
                 config_path(env), logdir, seed,
-                extra + r.overrides + [f'run.total_env_steps={budgets[env]}'])
+                extra + r.overrides + [f'run.total_env_steps={budgets[env]}'],
+                threads_per_run(FLAGS.parallel, FLAGS.threads))
             all_jobs.append(job)
           learning_jobs.setdefault((env, a.name), []).append(job)
     run_jobs(all_jobs, FLAGS.parallel)
@@ -1154,6 +1158,7 @@ def main(argv):
                          else FLAGS.timing_jit),
           'timing_paired': FLAGS.paired,
           'parallel': FLAGS.parallel,
+          'threads': threads_per_run(FLAGS.parallel, FLAGS.threads),
           'extra_overrides': extra,
           'source': source_version(),
           'machine': {'cpus': os.cpu_count(), 'platform': platform.platform(),

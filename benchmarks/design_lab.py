@@ -49,7 +49,7 @@ from typing import Dict, List, Sequence
 from absl import app, flags
 
 from benchmarks import design_claims, design_report
-from benchmarks.training_runs import ROOT, run_jobs
+from benchmarks.training_runs import ROOT, run_jobs, threads_per_run
 
 FLAGS = flags.FLAGS
 
@@ -132,11 +132,10 @@ def run_worker(path: str) -> None:
   started = time.time()
   with open(path) as f:
     job = json.load(f)
-  import tensorflow as tf
+  from wm_tf.runtime.distribution import limit_threads
   # Runs share the cores: each gets its share of threads, not a pool per
   # core that the other runs also claim.
-  tf.config.threading.set_intra_op_parallelism_threads(job['threads'])
-  tf.config.threading.set_inter_op_parallelism_threads(job['threads'])
+  limit_threads(job['threads'])
   from benchmarks import design_probe
   result = design_probe.train_and_measure(
       CONFIG, job['overrides'], job['env'], job['logdir'], job['samples'])
@@ -197,7 +196,7 @@ def main(argv):
 
   jobs = plan_runs(claims, seeds, steps_of, FLAGS.set)
   start = time.time()
-  threads = FLAGS.threads or max(1, (os.cpu_count() or 1) // FLAGS.parallel)
+  threads = threads_per_run(FLAGS.parallel, FLAGS.threads)
   results = execute(jobs, FLAGS.runs, FLAGS.parallel, FLAGS.samples,
                     threads)
   name = FLAGS.name or ('design_lab_quick' if FLAGS.quick else 'design_lab')

@@ -31,14 +31,18 @@ from absl import app, flags
 from benchmarks.learning_curves import (held, spread_across_seeds,
                                        steps_to_threshold, summarize)
 from benchmarks.training_runs import (ROOT, median, read_evaluations,
-                                      run_jobs, train_command)
+                                      run_jobs, threads_per_run,
+                                      train_command)
 
 flags.DEFINE_list('envs', ['cartpole', 'pendulum'], 'Configs under configs/.')
 flags.DEFINE_integer('seeds', 5, 'Seeds per environment (first_seed ..'
                      ' first_seed + seeds - 1).')
 flags.DEFINE_integer('first_seed', 0, 'The first seed: results are checked '
                      'again on seeds never used in development (e.g. 100).')
-flags.DEFINE_integer('parallel', 1, 'Runs at once (each uses the cores).')
+flags.DEFINE_integer('parallel', 1, 'Runs at once.')
+flags.DEFINE_integer('threads', None, "TensorFlow's intra- and inter-op "
+                     'threads per run (default: the cores / --parallel, at '
+                     'least 1).')
 flags.DEFINE_string('output', 'benchmarks/results', 'Output directory.')
 flags.DEFINE_multi_string('set', [], 'Extra key=value overrides for all runs.')
 FLAGS = flags.FLAGS
@@ -94,7 +98,8 @@ def main(argv):
                    'name': f'{env} seed {seed}',
                    'cmd': train_command(
                        os.path.join(ROOT, 'configs', env + '.yaml'), logdir,
-                       seed, FLAGS.set)})
+                       seed, FLAGS.set,
+                       threads_per_run(FLAGS.parallel, FLAGS.threads))})
   run_jobs(jobs, FLAGS.parallel)
   wall = {(job['env'], job['seed']): job['wall_seconds'] for job in jobs}
 

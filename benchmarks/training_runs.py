@@ -15,12 +15,20 @@ from typing import Dict, List, Optional, Sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def threads_per_run(parallel: int, threads: Optional[int] = None) -> int:
+  """TensorFlow threads for each of `parallel` runs sharing the cores:
+  `threads` if given, else the cores / `parallel`, at least 1."""
+  return threads or max(1, (os.cpu_count() or 1) // parallel)
+
+
 def train_command(config: str, logdir: str, seed: int,
-                  overrides: Sequence[str] = ()) -> List[str]:
-  """The `python -m launch.train` command line of one run."""
+                  overrides: Sequence[str] = (), threads: int = 0
+                  ) -> List[str]:
+  """The `python -m launch.train` command line of one run (`threads`:
+  its TensorFlow threads, 0 for TensorFlow's default)."""
   return ([sys.executable, '-m', 'launch.train', f'--config={config}',
-           f'--logdir={logdir}', f'--seed={seed}', '--noprogress'] +
-          [f'--set={s}' for s in overrides])
+           f'--logdir={logdir}', f'--seed={seed}', '--noprogress',
+           f'--threads={threads}'] + [f'--set={s}' for s in overrides])
 
 
 def run_jobs(jobs: List[Dict], parallel: int) -> None:

@@ -33,6 +33,10 @@ flags.DEFINE_enum('strategy', 'default',
                   'of TF_CONFIG; a TPU (--tpu).')
 flags.DEFINE_string('tpu', '', "--strategy=tpu: the TPU's name or grpc:// "
                     "address ('': this TPU VM's own).")
+flags.DEFINE_integer('threads', 0,
+                     "TensorFlow's intra- and inter-op threads (0: its "
+                     'default, as many as the cores); for runs that share '
+                     "a machine's cores.")
 flags.DEFINE_string('profile_steps', None,
                     'START,STOP: profile train steps START <= s < STOP '
                     '(trace in LOGDIR/plugins/profile, TensorBoard Profile '
@@ -95,7 +99,12 @@ def main(argv):
   from wm_tf.runtime import trainer as trainer_lib
   from wm_tf.runtime.checkpoints import NoUsableCheckpoint
   from wm_tf.runtime.run_lock import RunDirectoryInUse
-  from wm_tf.runtime.distribution import make_strategy
+  from wm_tf.runtime.distribution import limit_threads, make_strategy
+  try:
+    limit_threads(FLAGS.threads)
+  except ValueError as e:
+    print(f'error: --{e}', file=sys.stderr)
+    sys.exit(2)
   # Before any other TensorFlow op (MultiWorkerMirroredStrategy needs it).
   strategy = make_strategy(FLAGS.strategy, tpu=FLAGS.tpu)
   try:

@@ -5,12 +5,15 @@ replicas here. XLA is off: it cannot compile a step whose variables live on
 two devices (the learner then compiles without it).
 """
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import SMALL_OVERRIDES, make_batch
+from conftest import REPO_ROOT, SMALL_OVERRIDES, make_batch
 from wm_tf.agent.builder import build_agent
 from wm_tf.config import ConfigError, load_config
 from wm_tf.runtime import distribution
@@ -222,3 +225,27 @@ def test_worker_seed_keeps_worker_0_and_separates_the_others():
   # The draws of an acting step differ between workers.
   draws = [tf.random.stateless_uniform([4], s).numpy() for s in tensors]
   assert not np.allclose(draws[0], draws[1])
+
+
+def test_limit_threads_sizes_the_pools_before_tensorflow_starts():
+  # A fresh process: this one's TensorFlow has long started.
+  code = ('import tensorflow as tf\n'
+          'from wm_tf.runtime.distribution import limit_threads\n'
+          'limit_threads(1)\n'
+          'print(tf.config.threading.get_intra_op_parallelism_threads(),\n'
+          '      tf.config.threading.get_inter_op_parallelism_threads())\n')
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                          text=True, timeout=120, cwd=REPO_ROOT)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split() == ['1', '1']
+
+
+def test_limit_threads_refuses_negative_and_late_changes():
+  with pytest.raises(ValueError, match='threads=-1.*positive'):
+    distribution.limit_threads(-1)
+  distribution.limit_threads(0)  # TensorFlow's default: nothing to change
+  tf.constant(1.0).numpy()
+  busy = tf.config.threading.get_intra_op_parallelism_threads()
+  with pytest.raises(ValueError, match='already run an op'):
+    distribution.limit_threads(busy + 3)
+  assert tf.config.threading.get_intra_op_parallelism_threads() == busy

@@ -234,6 +234,11 @@ ENV_ERRORS = [
      ['select no observation key', 'observation (vector [4])']),
 ]
 
+# Refused after TensorFlow is imported (its import may log first).
+LAUNCH_ERRORS = [
+    (('--threads=-1',), ['--threads=-1', 'positive']),
+]
+
 
 def _ids(cases):
   return [' '.join(args) for args, _ in cases]
@@ -243,8 +248,9 @@ def _error_lines(stderr):
   return [line for line in stderr.splitlines() if line.startswith('error:')]
 
 
-@pytest.mark.parametrize('args, needles', CONFIG_ERRORS + ENV_ERRORS,
-                         ids=_ids(CONFIG_ERRORS + ENV_ERRORS))
+@pytest.mark.parametrize('args, needles',
+                         CONFIG_ERRORS + ENV_ERRORS + LAUNCH_ERRORS,
+                         ids=_ids(CONFIG_ERRORS + ENV_ERRORS + LAUNCH_ERRORS))
 def test_bad_input_exits_2_with_one_error_line(args, needles,
                                                tmp_path_factory):
   result, logdir = _bad_run(args, tmp_path_factory)

@@ -2,6 +2,7 @@
 
 import math
 
+from benchmarks import training_runs
 from benchmarks.training_runs import (median, run_completed,
                                      steps_to_threshold)
 
@@ -38,3 +39,15 @@ def test_median_counts_never_reached_as_infinite():
   assert median([3.0, 1.0, 2.0]) == 2.0
   assert median([4.0, 1.0, 3.0, 2.0]) == 2.5
   assert median([1000.0, math.inf, math.inf]) == math.inf
+
+
+def test_runs_sharing_the_cores_split_them(monkeypatch):
+  monkeypatch.setattr(training_runs.os, 'cpu_count', lambda: 8)
+  assert [training_runs.threads_per_run(p) for p in (1, 2, 3, 16)] == [
+      8, 4, 2, 1]
+  assert training_runs.threads_per_run(2, threads=6) == 6
+  argv = training_runs.train_command('c.yaml', 'run', 3, ['a.b=1'],
+                                     threads=4)
+  assert argv[2:] == ['launch.train', '--config=c.yaml', '--logdir=run',
+                      '--seed=3', '--noprogress', '--threads=4',
+                      '--set=a.b=1']

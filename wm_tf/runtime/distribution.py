@@ -92,6 +92,33 @@ def make_strategy(name: str, tpu: Optional[str] = None
   return STRATEGIES.get(name)(tpu=tpu)
 
 
+def limit_threads(threads: int) -> None:
+  """Sizes TensorFlow's intra- and inter-op thread pools to `threads`.
+
+  For processes that share a machine's cores (several runs at once): by
+  default each process makes pools as large as the machine, and the
+  processes' threads then contend for the same cores. 0 keeps TensorFlow's
+  default. Must run before TensorFlow executes its first op.
+
+  Raises:
+    ValueError: `threads` < 0, or TensorFlow has already started (the pools
+      exist and cannot be resized).
+  """
+  if threads < 0:
+    raise ValueError(f'threads={threads}: allowed are 0 (TensorFlow\'s '
+                     'default) or a positive number of threads.')
+  if threads == 0:
+    return
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+  except RuntimeError:
+    raise ValueError(
+        f'threads={threads}: TensorFlow has already run an op in this '
+        'process, so its thread pools cannot be resized; set the threads '
+        'before anything else uses TensorFlow.') from None
+
+
 def replicates(strategy: Optional[tf.distribute.Strategy]) -> bool:
   """Whether `strategy` is a real one (not None nor the default strategy).
 
