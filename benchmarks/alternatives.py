@@ -1088,6 +1088,7 @@ def main(argv):
           flush=True)
 
   learning_jobs: Dict[tuple, List[Dict]] = {}
+  threads = threads_per_run(FLAGS.parallel, FLAGS.threads)
   if not FLAGS.timing_only:
     all_jobs = []
     # Seed-major order: every alternative's seed 0 runs before any seed 1,
@@ -1110,7 +1111,7 @@ def main(argv):
             job['cmd'] = train_command(
                 config_path(env), logdir, seed,
                 extra + r.overrides + [f'run.total_env_steps={budgets[env]}'],
-                threads_per_run(FLAGS.parallel, FLAGS.threads))
+                threads)
             all_jobs.append(job)
           learning_jobs.setdefault((env, a.name), []).append(job)
     run_jobs(all_jobs, FLAGS.parallel)
@@ -1158,7 +1159,7 @@ def main(argv):
                          else FLAGS.timing_jit),
           'timing_paired': FLAGS.paired,
           'parallel': FLAGS.parallel,
-          'threads': threads_per_run(FLAGS.parallel, FLAGS.threads),
+          'threads': threads,
           'extra_overrides': extra,
           'source': source_version(),
           'machine': {'cpus': os.cpu_count(), 'platform': platform.platform(),

@@ -90,6 +90,7 @@ def main(argv):
   os.makedirs(FLAGS.output, exist_ok=True)
   jobs, logdirs = [], {}
   seeds = range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds)
+  threads = threads_per_run(FLAGS.parallel, FLAGS.threads)
   for env in FLAGS.envs:
     for seed in seeds:
       logdir = os.path.join(FLAGS.output, 'runs', f'{env}-seed{seed}')
@@ -98,8 +99,7 @@ def main(argv):
                    'name': f'{env} seed {seed}',
                    'cmd': train_command(
                        os.path.join(ROOT, 'configs', env + '.yaml'), logdir,
-                       seed, FLAGS.set,
-                       threads_per_run(FLAGS.parallel, FLAGS.threads))})
+                       seed, FLAGS.set, threads)})
   run_jobs(jobs, FLAGS.parallel)
   wall = {(job['env'], job['seed']): job['wall_seconds'] for job in jobs}
 
